@@ -1,0 +1,123 @@
+"""The built book in a real browser (Debian's Chromium, driven by Playwright), offline.
+
+Every request the pages make must stay on this machine: the maths renders from the
+MathJax served with the book, and search works from the book's own index. Set
+``DLFP_SCREENSHOTS`` to a folder to keep screenshots of the pages visited.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.book
+
+CHROMIUM = os.environ.get("DLFP_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def site(book_dir):
+    """Serve the built book on 127.0.0.1; yield its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(book_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        message = (
+            f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package or set "
+            "DLFP_CHROMIUM to a Chromium binary"
+        )
+        if os.environ.get("DLFP_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh page that refuses, and records, every request leaving 127.0.0.1."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.external = []
+
+    def guard(route):
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            page.external.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    folder = os.environ.get("DLFP_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
+
+
+def test_maths_renders_offline(page, site):
+    page.goto(f"{site}/book/part2/meet-mnist.html")
+    # MathJax replaces each TeX fragment with an <mjx-container>; wait until it has run.
+    page.wait_for_function(
+        "document.querySelectorAll('mjx-container').length >= 5", timeout=30_000
+    )
+    assert page.locator("mjx-container[display='true']").count() >= 3
+    body = page.inner_text("article")
+    assert "\\frac" not in body and "\\mathbf" not in body, (
+        "raw TeX is visible on the page"
+    )
+    chapter = body.split(".", 1)[0]  # the heading reads "10. Meet MNIST"
+    assert f"({chapter}.1)" in body, "equation numbers are not shown"
+    page.locator(
+        "#eq-mnist-scale, [id='equation-eq-mnist-scale']"
+    ).first.scroll_into_view_if_needed()
+    screenshot(page, "meet-mnist")
+    assert page.external == [], f"the page asked the network for {page.external}"
+
+
+def test_search_finds_a_chapter(page, site):
+    page.goto(f"{site}/search.html?q=magic+number")
+    results = page.locator("#search-results li")
+    results.first.wait_for(timeout=30_000)
+    links = " ".join(results.all_inner_texts())
+    assert "Meet MNIST" in links
+    screenshot(page, "search")
+    assert page.external == [], f"the search page asked the network for {page.external}"

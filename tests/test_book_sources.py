@@ -1,0 +1,69 @@
+"""The book's sources: every chapter is a runnable notebook, and Binder can run it."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+jupytext = pytest.importorskip("jupytext", reason="the book extra is not installed")
+
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+PAGES = [TOC["root"]] + [c["file"] for p in TOC["parts"] for c in p["chapters"]]
+CHAPTERS = [p for p in PAGES if "```{code-cell}" in (ROOT / f"{p}.md").read_text()]
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chapter_is_a_python_notebook(page):
+    notebook = jupytext.read(ROOT / f"{page}.md")
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code, f"{page} has no code cells"
+    assert any("dlfp" in cell.source for cell in code), f"{page} does not use dlfp"
+
+
+def test_binder_installs_the_project_and_opens_chapters_as_notebooks():
+    requirements = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    lines = [line.split("#")[0].strip() for line in requirements]
+    project = [line for line in lines if line.startswith(".[")]
+    assert project, "binder/requirements.txt does not install this project"
+    assert "torch" in project[0] and "tf" in project[0]
+    assert any(line.startswith("jupytext") for line in lines)
+    assert any(line.startswith("myst-nb") for line in lines)  # chapters import myst_nb
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "jupytext-config set-default-viewer" in post_build
+
+
+def test_book_configuration():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["only_build_toc_files"] is True
+    assert config["execute"]["execute_notebooks"] in {"cache", "force"}
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert config["repository"]["branch"] == "main"
+    assert config["launch_buttons"]["notebook_interface"] == "jupyterlab"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ruff") is None, reason="ruff is not installed"
+)
+def test_code_style():
+    for command in (
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"],
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--check",
+            "src",
+            "tests",
+            "benchmarks",
+        ],
+    ):
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
