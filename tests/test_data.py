@@ -61,7 +61,7 @@ def tiny(tmp_path):
     return folder, files, checksums_of(files)
 
 
-# --- Parsing and splitting ------------------------------------------------------------
+# --- Parsing and splitting ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -122,7 +122,7 @@ def test_bad_split_sizes(tiny, kwargs, message):
         load_mnist(folder=folder, checksums=sums, **kwargs)
 
 
-# --- Bad files: one clear sentence each -----------------------------------------------
+# --- Bad files: one clear sentence each ---------------------------------------------
 
 
 def one_sentence(message: str) -> bool:
@@ -241,7 +241,7 @@ def test_real_checksums_reject_other_files(tiny):
         load_mnist(folder=folder)
 
 
-# --- Where the data lives -------------------------------------------------------------
+# --- Where the data lives -----------------------------------------------------------
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path):
@@ -262,7 +262,7 @@ def test_loader_reads_from_data_dir(monkeypatch, tiny):
     assert len(load_mnist(checksums=sums, download=False).test.labels) == 12
 
 
-# --- Downloads, against HTTP servers on 127.0.0.1 -------------------------------------
+# --- Downloads, against HTTP servers on 127.0.0.1 -----------------------------------
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -387,7 +387,7 @@ def test_mirrors_from_environment(monkeypatch, tmp_path, serve):
     )
 
 
-# --- The real files -------------------------------------------------------------------
+# --- The real files -----------------------------------------------------------------
 
 
 def test_checksum_table_matches_shared_readme():

@@ -2,6 +2,37 @@
 
 ``import dlfp`` needs only NumPy. Plotting helpers (:mod:`dlfp.plotting`) need
 matplotlib, and the framework code lives in its own modules, imported only where used.
+
+The layer contract
+------------------
+Every layer (:class:`dlfp.layers.Layer`) keeps the same three promises.
+
+``forward(X, training=False) -> out``
+    ``X`` is a batch whose first axis indexes examples. The layer computes its output
+    and, when ``training`` is true, caches on itself exactly what ``backward`` will need
+    (its input, a mask, its output). With ``training=False`` nothing is cached and
+    dropout is switched off: that is inference.
+
+``backward(dout) -> dX``
+    ``dout`` is the gradient of the loss with respect to the layer's output, with the
+    output's shape. The layer returns the gradient with respect to its input, with the
+    input's shape, and writes the gradient of every parameter into ``grads``. It must
+    follow a ``forward(..., training=True)`` on the same batch. Gradients are
+    *overwritten*, not accumulated, so no zeroing step is needed.
+
+``params`` and ``grads``
+    Two dicts with the same keys (``"W"``, ``"b"``): the parameter arrays and their
+    gradients, of equal shapes and dtype. The arrays are created once and then updated
+    in place (optimizers write into ``params``, ``backward`` into ``grads``), so an
+    optimizer can hold on to them.
+
+Losses (:mod:`dlfp.losses`) return the loss and its gradient together; the gradient of a
+loss that is a mean over the batch already carries the factor ``1/B``. Optimizers
+(:mod:`dlfp.optim`) take the list of ``(param, grad)`` pairs of a model and update the
+parameters in place at each ``step()``.
+
+Arrays are float32 by default; pass ``dtype=np.float64`` to a layer or model for
+gradient checks. Randomness always comes from an explicit ``numpy.random.Generator``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -142,7 +142,7 @@ def _mirrors(mirrors: Sequence[str] | None) -> list[str]:
     return [m if m.endswith("/") else m + "/" for m in mirrors]
 
 
-# --- Parsing --------------------------------------------------------------------------
+# --- Parsing ------------------------------------------------------------------------
 
 
 def parse_idx(raw: bytes, *, expect_magic: int, name: str) -> np.ndarray:
@@ -236,7 +236,7 @@ def read_idx(
     return parse_idx(raw, expect_magic=expect_magic, name=str(path))
 
 
-# --- Finding and downloading ----------------------------------------------------------
+# --- Finding and downloading --------------------------------------------------------
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -349,7 +349,7 @@ def _missing_message(folder: Path, missing: list[str], why: str) -> str:
     )
 
 
-# --- The public loader ----------------------------------------------------------------
+# --- The public loader --------------------------------------------------------------
 
 
 def _read_split(

@@ -1,0 +1,152 @@
+"""Activation functions, each as a plain function and as a layer with its derivative.
+
+The functions (:func:`sigmoid`, :func:`softmax`, ...) are numerically stable for any
+finite input. The layers (:class:`Sigmoid`, :class:`ReLU`, ...) keep the contract of
+:mod:`dlfp`: ``forward`` caches what the derivative needs, ``backward(dout)`` multiplies
+``dout`` by the derivative (element-wise, except for softmax, whose Jacobian is full).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .layers import Layer
+
+__all__ = [
+    "sigmoid",
+    "softmax",
+    "log_softmax",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "Softmax",
+    "get",
+]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function 1 / (1 + e^-z), without overflow for large |z|."""
+    # eq. <eq-sigmoid>. exp(-|z|) never overflows; for z < 0 use the equal form
+    # e^z / (1 + e^z), so neither branch ever computes e^(+large).
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def log_softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log softmax(Z) along ``axis``, computed as Z - logsumexp(Z) after a shift."""
+    # Softmax is unchanged by subtracting a constant from every logit; subtracting the
+    # maximum makes the largest exponent e^0 = 1, so nothing overflows.
+    shifted = Z - Z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """softmax(Z)_k = e^{Z_k} / sum_j e^{Z_j} along ``axis``, stable for finite Z."""
+    shifted = Z - Z.max(axis=axis, keepdims=True)  # eq. <eq-softmax>, shifted
+    E = np.exp(shifted)
+    E /= E.sum(axis=axis, keepdims=True)
+    return E
+
+
+class Sigmoid(Layer):
+    """Element-wise sigmoid; derivative sigma' = sigma (1 - sigma)."""
+
+    def forward(self, X, training=False):
+        A = sigmoid(X)
+        if training:
+            self._A = A
+        return A
+
+    def backward(self, dout):
+        A = self._A
+        return dout * A * (1 - A)  # eq. <eq-sigmoid-grad>
+
+
+class Tanh(Layer):
+    """Element-wise hyperbolic tangent; derivative 1 - tanh^2."""
+
+    def forward(self, X, training=False):
+        A = np.tanh(X)
+        if training:
+            self._A = A
+        return A
+
+    def backward(self, dout):
+        A = self._A
+        return dout * (1 - A * A)  # eq. <eq-tanh-grad>
+
+
+class ReLU(Layer):
+    """Rectified linear unit max(0, z); derivative 1 where z > 0, else 0."""
+
+    def forward(self, X, training=False):
+        mask = X > 0
+        if training:
+            self._mask = mask
+        return X * mask  # multiplying by the mask keeps the dtype and allocates once
+
+    def backward(self, dout):
+        return dout * self._mask  # eq. <eq-relu-grad>
+
+
+class LeakyReLU(Layer):
+    """max(alpha z, z) for a small slope ``alpha``; derivative 1 or alpha."""
+
+    def __init__(self, alpha: float = 0.01):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, X, training=False):
+        slope = np.where(X > 0, 1, self.alpha).astype(X.dtype)  # eq. <eq-leaky-relu>
+        if training:
+            self._slope = slope
+        return X * slope
+
+    def backward(self, dout):
+        return dout * self._slope
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Softmax(Layer):
+    """Row-wise softmax, as a layer.
+
+    For training a classifier use :func:`dlfp.losses.softmax_cross_entropy` on the
+    logits instead: it fuses the two, which is faster and numerically safer. This layer
+    exists to show, and to check, the softmax's own Jacobian.
+    """
+
+    def forward(self, X, training=False):
+        S = softmax(X, axis=1)
+        if training:
+            self._S = S
+        return S
+
+    def backward(self, dout):
+        S = self._S
+        # eq. <eq-softmax-backward>: the Jacobian diag(s) - s s^T applied to each row of
+        # dout without forming it: s * (dout - <dout, s>).
+        return S * (dout - (dout * S).sum(axis=1, keepdims=True))
+
+
+_BY_NAME = {
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "softmax": Softmax,
+}
+
+
+def get(name: str) -> Layer:
+    """A new activation layer by name: sigmoid, tanh, relu, leaky_relu or softmax."""
+    try:
+        return _BY_NAME[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; use one of {', '.join(_BY_NAME)}."
+        ) from None

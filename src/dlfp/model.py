@@ -1,0 +1,337 @@
+"""The sequential model: layers applied in order, trained end to end.
+
+A :class:`Sequential` is itself a layer (it keeps the contract of :mod:`dlfp`), and adds
+what a whole network needs: its parameters for an optimizer, prediction in batches,
+evaluation, input checks at the door, and saving to a plain ``.npz`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import activations
+from .layers import Dense, Dropout, Layer
+from .optim import Parameter
+
+__all__ = ["Sequential", "mlp", "ModelFileError", "load"]
+
+FORMAT = "dlfp-sequential"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file is not a saved dlfp model (or is damaged)."""
+
+
+def _layer_types() -> dict[str, type[Layer]]:
+    kinds: list[type[Layer]] = [Dense, Dropout]
+    kinds += [
+        activations.Sigmoid,
+        activations.Tanh,
+        activations.ReLU,
+        activations.LeakyReLU,
+        activations.Softmax,
+    ]
+    return {k.__name__: k for k in kinds}
+
+
+class Sequential(Layer):
+    """Layers applied one after the other.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The layers, input first. The last one should output logits when the model is
+        trained with :func:`dlfp.losses.softmax_cross_entropy`.
+    """
+
+    def __init__(self, layers: Sequence[Layer]):
+        super().__init__()
+        self.layers = list(layers)
+
+    # --- the layer contract ----------------------------------------------------------
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            X = layer.forward(X, training)
+        return X
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    # --- what a model adds -----------------------------------------------------------
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    @property
+    def dtype(self) -> np.dtype:
+        for layer in self.layers:
+            for value in layer.params.values():
+                return value.dtype
+        return np.dtype(np.float32)
+
+    @property
+    def n_in(self) -> int:
+        return self.dense_layers[0].n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.dense_layers[-1].n_out
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter with its gradient array; weights decay, biases do not."""
+        return [
+            Parameter(value, layer.grads[key], f"{i}.{key}", key == "W")
+            for i, layer in enumerate(self.layers)
+            for key, value in layer.params.items()
+        ]
+
+    def num_parameters(self) -> int:
+        return sum(p.value.size for p in self.parameters())
+
+    def check_inputs(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """Validate a batch at the model's door and return it in the model's dtype.
+
+        Raises ``ValueError`` with one sentence for: inputs that are not 2-D, the wrong
+        number of features, non-finite values, a different number of labels than
+        examples, and labels that are not integers in {0, ..., K-1}.
+        """
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(
+                f"the model takes a 2-D array (examples, {self.n_in} features) but got "
+                f"shape {X.shape}; flatten images with X.reshape(len(X), -1)."
+            )
+        if X.shape[1] != self.n_in:
+            raise ValueError(
+                f"the model expects {self.n_in} features per example but X has "
+                f"{X.shape[1]}; check the input or the first layer's n_in."
+            )
+        X = X.astype(self.dtype, copy=False)
+        if not np.isfinite(X).all():
+            raise ValueError(
+                "X contains NaN or infinite values; clean or impute them first."
+            )
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(X):
+                raise ValueError(
+                    f"X has {len(X)} examples but y has {len(y)} labels; pass one "
+                    "label per example."
+                )
+            if y.ndim == 1 and not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(
+                    f"class labels must be integers, got dtype {y.dtype}; convert them "
+                    "with y.astype(int)."
+                )
+            if y.ndim == 1 and len(y) and (y.min() < 0 or y.max() >= self.n_out):
+                bad = y.min() if y.min() < 0 else y.max()
+                raise ValueError(
+                    f"labels must be integers from 0 to {self.n_out - 1} (the model "
+                    f"has {self.n_out} outputs), but y holds {bad}; fix the labels or "
+                    "the output width."
+                )
+        return X
+
+    def predict_logits(self, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """The outputs of the last layer for every row of X, computed in batches."""
+        X = self.check_inputs(X)
+        return np.concatenate(
+            [self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        )
+
+    def predict_proba(self, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """Class probabilities softmax(logits), shape (n, K)."""
+        return activations.softmax(self.predict_logits(X, batch_size), axis=1)
+
+    def predict(self, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """The most probable class of every row of X, shape (n,)."""
+        return self.predict_logits(X, batch_size).argmax(axis=1)
+
+    def evaluate(
+        self, X, y, loss=None, batch_size: int = 2048, classification: bool = True
+    ) -> tuple[float, float]:
+        """Mean loss and accuracy on (X, y); the loss defaults to softmax cross-entropy.
+
+        Returns
+        -------
+        (float, float)
+            The loss averaged over all examples, and the fraction classified correctly
+            (NaN when ``classification`` is false and y holds regression targets).
+        """
+        from .losses import softmax_cross_entropy
+
+        loss = softmax_cross_entropy if loss is None else loss
+        X = self.check_inputs(X, y if classification else None)
+        total, correct = 0.0, 0
+        for i in range(0, len(X), batch_size):
+            out = self.forward(X[i : i + batch_size])
+            yb = y[i : i + batch_size]
+            total += loss(out, yb)[0] * len(yb)
+            if classification:
+                correct += int((out.argmax(axis=1) == yb).sum())
+        return total / len(X), (correct / len(X) if classification else float("nan"))
+
+    # --- saving and loading ----------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, **metadata: Any) -> Path:
+        """Save the architecture and parameters to a ``.npz`` file (no pickle).
+
+        ``metadata`` (JSON-serialisable keyword arguments, for example the test
+        accuracy) is stored beside them and returned by :func:`load` as
+        ``model.metadata``.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        spec = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "dtype": str(self.dtype),
+            "layers": [
+                {"type": type(layer).__name__, **layer.config()}
+                for layer in self.layers
+            ],
+            "metadata": metadata,
+        }
+        arrays = {
+            f"{i}.{k}": v
+            for i, layer in enumerate(self.layers)
+            for k, v in layer.params.items()
+        }
+        np.savez(path, __spec__=np.array(json.dumps(spec)), **arrays)
+        return path
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [type(layer).__name__ for layer in self.layers]}
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    *,
+    dropout: float = 0.0,
+    init: str | None = None,
+    rng: np.random.Generator | None = None,
+    dtype=np.float32,
+) -> Sequential:
+    """A multilayer perceptron: Dense, activation (and dropout) per hidden layer.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Widths n_0, n_1, ..., n_L: the input features, the hidden layers, the outputs.
+    activation : str
+        Hidden activation: relu, leaky_relu, tanh or sigmoid.
+    dropout : float
+        Dropout rate after every hidden activation (0 for none).
+    init : str, optional
+        Weight initialiser; by default He for the ReLU family and Glorot otherwise.
+    rng : numpy.random.Generator
+        Source of the initial weights and of the dropout masks.
+
+    Returns
+    -------
+    Sequential
+        Its output is the logits of the last Dense layer (no activation).
+    """
+    if len(sizes) < 2:
+        raise ValueError(
+            f"sizes needs an input and an output width, got {list(sizes)}."
+        )
+    rng = np.random.default_rng() if rng is None else rng
+    if init is None:
+        init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        last = i == len(sizes) - 2
+        # The output layer feeds a softmax: Glorot keeps its logits small at the start.
+        layers.append(
+            Dense(n_in, n_out, init="glorot" if last else init, rng=rng, dtype=dtype)
+        )
+        if not last:
+            layers.append(activations.get(activation))
+            if dropout:
+                layers.append(Dropout(dropout, rng=rng))
+    return Sequential(layers)
+
+
+def load(
+    path: str | os.PathLike, *, rng: np.random.Generator | None = None
+) -> Sequential:
+    """Load a model saved with :meth:`Sequential.save`.
+
+    Raises :class:`ModelFileError` with one sentence when the file is missing, is not a
+    ``.npz`` archive, or does not hold a complete dlfp model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(
+            f"{path} does not exist; check the path to the saved model."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "__spec__" not in archive:
+                raise ModelFileError(
+                    f"{path} is an .npz file but not a dlfp model (it has no __spec__ "
+                    "entry); save models with model.save()."
+                )
+            spec = json.loads(str(archive["__spec__"]))
+            arrays = {k: archive[k] for k in archive.files if k != "__spec__"}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(
+            f"{path} is not a readable .npz archive ({err}); it is damaged or not a "
+            "saved model."
+        ) from None
+    if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} holds format {spec.get('format')!r} version "
+            f"{spec.get('version')!r}, but this dlfp reads {FORMAT!r} version "
+            f"{FORMAT_VERSION}; save the model again with this version."
+        )
+    types = _layer_types()
+    rng = np.random.default_rng() if rng is None else rng
+    dtype = np.dtype(spec["dtype"])
+    layers: list[Layer] = []
+    for i, entry in enumerate(spec["layers"]):
+        kwargs = {k: v for k, v in entry.items() if k != "type"}
+        kind = types.get(entry["type"])
+        if kind is None:
+            raise ModelFileError(
+                f"{path} has a layer of unknown type {entry['type']!r}."
+            )
+        if kind is Dense:
+            kwargs.update(init="zeros", dtype=dtype)
+        if kind in (Dense, Dropout):
+            kwargs["rng"] = rng
+        layer = kind(**kwargs)
+        for key, value in layer.params.items():
+            stored = arrays.get(f"{i}.{key}")
+            if stored is None or stored.shape != value.shape:
+                got = "missing" if stored is None else f"shape {stored.shape}"
+                raise ModelFileError(
+                    f"{path}: parameter {i}.{key} should have shape {value.shape} but "
+                    f"is {got}; the file is damaged."
+                )
+            value[...] = stored
+        layers.append(layer)
+    model = Sequential(layers)
+    model.metadata = spec.get("metadata", {})
+    return model

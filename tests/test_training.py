@@ -1,0 +1,352 @@
+"""Optimizers, the model's input checks, the training loop, saving and loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlfp import optim, toy
+from dlfp.layers import Dense
+from dlfp.losses import mse
+from dlfp.model import ModelFileError, Sequential, load, mlp
+from dlfp.train import TrainingDivergedError, batches, fit
+
+
+def spiral_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X, y = toy.spirals(300, rng, classes=3, noise=0.2, turns=1.0)
+    return toy.train_test_split(X, y, 0.25, rng)
+
+
+# --- Optimizers against PyTorch's, step by step -------------------------------------
+
+
+def run_ours(kind, kwargs, steps, rng_seed=0):
+    rng = np.random.default_rng(rng_seed)
+    model = mlp([4, 5, 3], "tanh", rng=rng, dtype=np.float64)
+    opt = optim.get(kind)(model.parameters(), **kwargs)
+    grads = [
+        [rng.standard_normal(p.value.shape) for p in model.parameters()]
+        for _ in range(steps)
+    ]
+    start = [p.value.copy() for p in model.parameters()]
+    for step in grads:
+        for p, g in zip(model.parameters(), step, strict=True):
+            p.grad[...] = g
+        opt.step()
+    return start, grads, [p.value for p in model.parameters()]
+
+
+TORCH_OPTIMIZERS = {
+    "sgd": ("SGD", {"lr": 0.1}, {"lr": 0.1}),
+    "momentum": ("SGD", {"lr": 0.1, "momentum": 0.9}, {"lr": 0.1, "momentum": 0.9}),
+    "nesterov": (
+        "SGD",
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True},
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True},
+    ),
+    "adam": (
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-7},
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-7},
+    ),
+    "adam_l2": (
+        "Adam",
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1},
+    ),
+    "sgd_l2": (
+        "SGD",
+        {"lr": 0.1, "weight_decay": 0.05},
+        {"lr": 0.1, "weight_decay": 0.05},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", TORCH_OPTIMIZERS)
+def test_optimizers_match_pytorch(name):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    torch_name, ours_kwargs, torch_kwargs = TORCH_OPTIMIZERS[name]
+    kind = {"sgd": "sgd", "sgd_l2": "sgd", "adam": "adam", "adam_l2": "adam"}.get(
+        name, "momentum"
+    )
+    ours_kwargs = dict(ours_kwargs)
+    if kind == "momentum":
+        ours_kwargs.setdefault("nesterov", False)
+    start, grads, ours = run_ours(kind, ours_kwargs, steps=7)
+    params = [torch.tensor(v, requires_grad=True) for v in start]
+    decay = torch_kwargs.pop("weight_decay", 0.0)
+    groups = [
+        {"params": params[0::2], "weight_decay": decay},  # weights decay
+        {"params": params[1::2], "weight_decay": 0.0},
+    ]  # biases do not
+    opt = getattr(torch.optim, torch_name)(groups, **torch_kwargs)
+    for step in grads:
+        for p, g in zip(params, step, strict=True):
+            p.grad = torch.from_numpy(g.copy())
+        opt.step()
+    for i, (mine, theirs) in enumerate(zip(ours, params, strict=True)):
+        np.testing.assert_allclose(
+            mine,
+            theirs.detach().numpy(),
+            rtol=1e-12,
+            atol=1e-14,
+            err_msg=f"{name}, parameter {i}: ours vs PyTorch",
+        )
+
+
+def test_momentum_forms_agree():
+    """PyTorch's v <- mu v + g, theta -= eta v equals the textbook v <- mu v - eta g."""
+    start, grads, ours = run_ours("momentum", {"lr": 0.1, "momentum": 0.9}, steps=5)
+    theta = [s.copy() for s in start]
+    v = [np.zeros_like(s) for s in start]
+    for step in grads:
+        for i, g in enumerate(step):
+            v[i] = 0.9 * v[i] - 0.1 * g
+            theta[i] = theta[i] + v[i]
+    for a, b in zip(ours, theta, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": 0.0}, "learning rate must be positive"),
+        ({"lr": 0.1, "momentum": 1.0}, "momentum must be in"),
+    ],
+)
+def test_optimizer_arguments_are_checked(kwargs, message):
+    model = mlp([2, 2], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=message):
+        optim.Momentum(model.parameters(), **kwargs)
+
+
+# --- Errors at the model's door -----------------------------------------------------
+
+
+@pytest.fixture
+def model():
+    return mlp([4, 8, 3], rng=np.random.default_rng(0))
+
+
+def test_dense_layer_names_both_feature_counts():
+    layer = Dense(784, 10, rng=np.random.default_rng(0))
+    with pytest.raises(
+        ValueError, match="expects 784 features per example but got 100"
+    ):
+        layer.forward(np.zeros((5, 100), np.float32))
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (
+            np.zeros((5, 4)),
+            np.array([0, 1, 2, 3, 1]),
+            "labels must be integers from 0 to 2",
+        ),
+        (np.zeros((5, 4)), np.array([0, 1, -1, 2, 1]), "but y holds -1"),
+        (np.zeros((5, 4)), np.array([0, 1, 2]), "X has 5 examples but y has 3 labels"),
+        (np.full((5, 4), np.nan), np.zeros(5, int), "NaN or infinite"),
+        (np.array([[0, 1, np.inf, 0]] * 5), np.zeros(5, int), "NaN or infinite"),
+        (
+            np.zeros((5, 3)),
+            np.zeros(5, int),
+            "expects 4 features per example but X has 3",
+        ),
+        (np.zeros((5, 2, 2)), np.zeros(5, int), r"X.reshape\(len\(X\), -1\)"),
+        (np.zeros((5, 4)), np.zeros(5), "class labels must be integers"),
+    ],
+)
+def test_bad_inputs_are_caught_at_the_door(model, X, y, message):
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=message) as err:
+        fit(
+            model,
+            X,
+            y,
+            optimizer=opt,
+            epochs=1,
+            batch_size=2,
+            rng=np.random.default_rng(0),
+        )
+    assert str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_diverging_loss_names_the_epoch_and_the_remedy():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 3)) * 100, rng.standard_normal((64, 1)) * 100
+    model = mlp([3, 16, 1], "relu", rng=rng)
+    opt = optim.SGD(model.parameters(), lr=10.0)
+    with pytest.raises(
+        TrainingDivergedError, match=r"in epoch \d+ .*smaller learning rate"
+    ):
+        fit(
+            model,
+            X,
+            y,
+            optimizer=opt,
+            epochs=20,
+            batch_size=16,
+            rng=rng,
+            loss=mse,
+            classification=False,
+        )
+
+
+# --- The training loop --------------------------------------------------------------
+
+
+def test_batches_cover_every_example_once():
+    rng = np.random.default_rng(0)
+    seen = np.concatenate(list(batches(103, 10, rng)))
+    assert sorted(seen.tolist()) == list(range(103))
+    assert [len(b) for b in batches(103, 10, None)][-1] == 3
+
+
+def train_spirals(seed: int, hidden: list[int], epochs: int = 300, dtype=np.float32):
+    X_tr, y_tr, X_te, y_te = spiral_data()
+    rng = np.random.default_rng(seed)
+    model = mlp([2, *hidden, 3], "relu", rng=rng, dtype=dtype)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    history = fit(
+        model,
+        X_tr,
+        y_tr,
+        optimizer=opt,
+        epochs=epochs,
+        batch_size=32,
+        rng=rng,
+        validation=(X_te, y_te),
+    )
+    return model, history, model.evaluate(X_te, y_te)[1]
+
+
+def test_two_hidden_layers_solve_the_spirals_and_a_linear_model_cannot():
+    _, history, deep = train_spirals(0, [64, 64])
+    _, _, linear = train_spirals(0, [])
+    assert deep >= 0.97, f"two hidden layers: test accuracy {deep:.3f}"
+    assert linear < 0.60, f"linear model: test accuracy {linear:.3f}"
+    assert history.loss[-1] < history.loss[0] / 5
+
+
+def test_same_seed_same_numbers_and_dtypes():
+    m1, h1, _ = train_spirals(3, [16], epochs=5)
+    m2, h2, _ = train_spirals(3, [16], epochs=5)
+    m3, h3, _ = train_spirals(4, [16], epochs=5)
+    assert h1.step_loss == h2.step_loss and h1.step_loss != h3.step_loss
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+    assert m1.dtype == np.float32
+    m64, _, _ = train_spirals(3, [16], epochs=1, dtype=np.float64)
+    assert all(p.value.dtype == np.float64 for p in m64.parameters())
+
+
+def test_history_records_every_epoch():
+    _, history, _ = train_spirals(0, [8], epochs=4)
+    assert history.epoch == [1, 2, 3, 4]
+    assert len(history.val_accuracy) == 4 and all(0 <= a <= 1 for a in history.accuracy)
+    assert len(history.step_loss) == 4 * int(np.ceil(675 / 32))
+
+
+def test_cosine_schedule_is_applied():
+    rng = np.random.default_rng(0)
+    X, y = toy.blobs(20, [[0, 0], [3, 3]], rng)
+    model = mlp([2, 2], rng=rng)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    schedule = optim.cosine_schedule(0.5, 4)
+    history = fit(
+        model,
+        X,
+        y,
+        optimizer=opt,
+        epochs=4,
+        batch_size=8,
+        rng=rng,
+        lr_schedule=schedule,
+    )
+    assert history.lr == pytest.approx(
+        [
+            0.5,
+            0.5 * (1 + np.cos(np.pi / 4)) / 2,
+            0.25,
+            0.5 * (1 + np.cos(3 * np.pi / 4)) / 2,
+        ]
+    )
+
+
+def test_progress_bar_and_verbose_output(capsys):
+    rng = np.random.default_rng(0)
+    X, y = toy.blobs(10, [[0, 0], [3, 3]], rng)
+    model = mlp([2, 2], rng=rng)
+    fit(
+        model,
+        X,
+        y,
+        optimizer=optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        batch_size=4,
+        rng=rng,
+        progress=True,
+        verbose=True,
+    )
+    out = capsys.readouterr()
+    assert "epoch   2/2" in out.out and "batch" in out.err
+
+
+# --- Saving and loading -------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path):
+    model, _, acc = train_spirals(0, [16, 16], epochs=3)
+    X_tr, y_tr, X_te, y_te = spiral_data()
+    path = model.save(tmp_path / "spirals", test_accuracy=acc)
+    assert path.suffix == ".npz"
+    again = load(path)
+    np.testing.assert_array_equal(
+        again.predict_logits(X_te), model.predict_logits(X_te)
+    )
+    assert again.metadata == {"test_accuracy": acc}
+    assert [type(layer).__name__ for layer in again.layers] == [
+        type(layer).__name__ for layer in model.layers
+    ]
+    # Saved without pickle: NumPy can read it with pickling forbidden.
+    with np.load(path, allow_pickle=False) as archive:
+        assert "__spec__" in archive.files
+
+
+def test_loading_something_else_fails_clearly(tmp_path):
+    cases = {
+        "missing.npz": None,
+        "text.npz": b"not a zip archive at all",
+        "other.npz": "arrays",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content == "arrays":
+            np.savez(path, weights=np.zeros(3))
+        elif content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ModelFileError) as err:
+            load(path)
+        message = str(err.value)
+        assert str(path) in message and message.endswith(".") and "\n" not in message
+
+
+def test_loading_a_damaged_model_fails_clearly(tmp_path):
+    model = mlp([3, 4, 2], rng=np.random.default_rng(0))
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        entries = {k: archive[k] for k in archive.files}
+    entries["0.W"] = entries["0.W"][:2]
+    np.savez(tmp_path / "cut.npz", **entries)
+    with pytest.raises(ModelFileError, match=r"0.W should have shape \(3, 4\)"):
+        load(tmp_path / "cut.npz")
+
+
+def test_sequential_is_a_layer():
+    rng = np.random.default_rng(0)
+    inner = mlp([3, 4], rng=rng, dtype=np.float64)
+    outer = Sequential([inner])
+    X = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(outer.forward(X), inner.forward(X))
