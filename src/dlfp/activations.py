@@ -27,8 +27,14 @@ __all__ = [
 ]
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """The logistic function 1 / (1 + e^-z), without overflow for large |z|."""
+def sigmoid(z):
+    """The logistic function 1 / (1 + e^-z), without overflow for large |z|.
+
+    Float arrays keep their dtype; integers and Python numbers give float64.
+    """
+    z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
     # eq. <eq-sigmoid>. exp(-|z|) never overflows; for z < 0 use the equal form
     # e^z / (1 + e^z), so neither branch ever computes e^(+large).
     e = np.exp(-np.abs(z))
@@ -97,6 +103,8 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.01):
         super().__init__()
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"the leaky slope alpha must be in [0, 1), got {alpha}.")
         self.alpha = float(alpha)
 
     def forward(self, X, training=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,7 +211,18 @@ class Sequential(Layer):
             for i, layer in enumerate(self.layers)
             for k, v in layer.params.items()
         }
-        np.savez(path, __spec__=np.array(json.dumps(spec)), **arrays)
+        # Written beside the target and renamed into place, so that an interrupted save
+        # never leaves a half-written file that looks like a model.
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.", suffix=".npz", dir=path.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, __spec__=np.array(json.dumps(spec)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     def config(self) -> dict[str, Any]:
@@ -283,6 +295,10 @@ def load(
     if not path.is_file():
         raise ModelFileError(
             f"{path} does not exist; check the path to the saved model."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path} is not an .npz archive, so not a saved dlfp model; check the path."
         )
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -254,6 +254,13 @@ def draw_graph(output, *, ax=None, show_grad: bool = True):
     for node in nodes:
         parents = [p for p in node.parents if variable[id(p)]]
         depth[id(node)] = 1 + max((depth[id(p)] for p in parents), default=-1)
+    # An input sits one column before its first use, so that parameters of later layers
+    # do not send long edges across the whole graph.
+    for node in reversed(nodes):
+        if not node.parents:
+            uses = [depth[id(n)] for n in nodes if any(p is node for p in n.parents)]
+            if uses:
+                depth[id(node)] = min(uses) - 1
     columns: dict[int, list] = {}
     for node in nodes:
         columns.setdefault(depth[id(node)], []).append(node)

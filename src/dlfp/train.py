@@ -68,6 +68,7 @@ def fit(
     loss: Callable = softmax_cross_entropy,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     lr_schedule: Callable[[int], float] | None = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     classification: bool = True,
     progress: bool = False,
     verbose: bool = False,
@@ -94,6 +95,10 @@ def fit(
         Evaluated after every epoch.
     lr_schedule : callable, optional
         ``lr_schedule(epoch) -> learning rate``, applied at the start of each epoch.
+    augment : callable, optional
+        ``augment(X_batch, rng) -> X_batch``: a random transformation applied to every
+        training mini-batch (for example :func:`dlfp.data.random_shift`), drawn from
+        ``rng`` so that runs stay reproducible. Validation data are never augmented.
     classification : bool
         Whether y holds class labels (checked, and accuracy recorded).
     progress : bool
@@ -131,6 +136,8 @@ def fit(
         total, correct = 0.0, 0
         for step, idx in enumerate(batches(n, batch_size, rng)):
             Xb, yb = X[idx], y[idx]
+            if augment is not None:
+                Xb = augment(Xb, rng)
             # A diverging run overflows before its loss turns non-finite; the check
             # below reports that clearly, so NumPy's overflow warnings would be noise.
             with np.errstate(over="ignore", invalid="ignore"):

@@ -1,0 +1,154 @@
+"""The command line: ``dlfp train mlp`` and ``dlfp evaluate FILE``.
+
+``dlfp train mlp`` trains the book's MNIST network (:mod:`dlfp.recipes`) with a progress
+bar, prints the test accuracy and saves the model; ``dlfp evaluate FILE`` reports the
+accuracy and confusion matrix of a saved model on the MNIST test set. Errors a user can
+fix (missing data, a file that is not a model) are printed as one sentence, with exit
+status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from .data import DataError, load_mnist
+from .metrics import confusion_matrix
+from .model import ModelFileError, load
+from .recipes import MLPConfig, train_mlp
+from .report import Table
+
+__all__ = ["main"]
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"hidden widths are integers separated by commas (512,256), not {text!r}"
+        ) from None
+    if any(w <= 0 for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"hidden widths must be positive; got {text!r}"
+        )
+    return widths
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = MLPConfig()
+    parser = argparse.ArgumentParser(
+        prog="dlfp",
+        description="Deep Learning, From First Principles: train and evaluate.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="folder holding the four MNIST files (default: $DLFP_DATA_DIR or a cache)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model on MNIST")
+    train.add_argument("model", choices=["mlp"], help="which model (the book's MLP)")
+    train.add_argument(
+        "--hidden",
+        type=_widths,
+        default=defaults.hidden,
+        help="hidden widths, comma-separated (default: %(default)s)",
+    )
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--lr", type=float, default=defaults.lr, help="Adam's peak rate")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--dropout", type=float, default=defaults.dropout)
+    train.add_argument(
+        "--max-shift",
+        type=int,
+        default=defaults.max_shift,
+        help="random translations of up to this many pixels (0: none)",
+    )
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="train on this many images only (for a quick try)",
+    )
+    train.add_argument(
+        "--output", "-o", default="mlp.npz", help="where to save the model"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on MNIST")
+    evaluate.add_argument("file", help="a model saved by 'dlfp train'")
+    return parser
+
+
+def _train(args) -> int:
+    config = MLPConfig(
+        hidden=args.hidden,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        dropout=args.dropout,
+        max_shift=args.max_shift,
+        validation_size=min(MLPConfig.validation_size, (args.subset or 60000) // 10),
+        subset=args.subset,
+        seed=args.seed,
+    )
+    data = load_mnist(
+        validation_size=config.validation_size, subset=config.subset, seed=config.seed
+    )
+    print(
+        f"training {config.hidden} on {len(data.train.labels):,} images, "
+        f"validating on {len(data.validation.labels):,}"
+    )
+    model, history = train_mlp(config, data, progress=not args.no_progress)
+    print(
+        f"validation accuracy after {config.epochs} epochs: "
+        f"{history.val_accuracy[-1]:.2%}"
+    )
+    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels)
+    print(f"test accuracy: {test_accuracy:.2%}")
+    path = model.save(
+        args.output,
+        config=dataclasses.asdict(config),
+        history=history.as_dict(),
+        test_accuracy=test_accuracy,
+    )
+    print(f"saved to {path}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    model = load(args.file)
+    test = load_mnist().test
+    X = test.images.reshape(len(test.labels), -1)
+    loss, accuracy = model.evaluate(X, test.labels)
+    print(
+        f"{args.file}: test accuracy {accuracy:.2%}, loss {loss:.4f} "
+        f"({len(test.labels):,} images)"
+    )
+    C = confusion_matrix(test.labels, model.predict(X), 10)
+    print("confusion matrix (rows: true digit, columns: predicted digit)")
+    print(
+        Table(["", *map(str, range(10))], [[str(k), *C[k].tolist()] for k in range(10)])
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.data_dir:
+        os.environ["DLFP_DATA_DIR"] = args.data_dir
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except (DataError, ModelFileError, ValueError) as err:
+        print(f"dlfp: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # python -m dlfp.cli
+    sys.exit(main())

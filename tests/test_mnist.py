@@ -1,0 +1,198 @@
+"""Part II: the MNIST recipe, augmentation, agreement with PyTorch, the command line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlfp.cli import main
+from dlfp.data import load_mnist, random_shift
+from dlfp.model import load, mlp
+from dlfp.recipes import MLPConfig, train_mlp, trained_mlp
+
+TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_shift=1)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist(validation_size=5000, seed=0)
+
+
+def test_random_shift_moves_whole_images():
+    rng = np.random.default_rng(0)
+    X = rng.random((50, 28, 28)).astype(np.float32)
+    X[:, :2, :] = X[:, -2:, :] = X[:, :, :2] = X[:, :, -2:] = 0  # empty border
+    shifted = random_shift(X, np.random.default_rng(1), max_shift=2)
+    assert shifted.shape == X.shape and shifted.dtype == np.float32
+    for original, moved in zip(X, shifted, strict=True):
+        # Some shift (dy, dx) within +-2 maps the image exactly onto its shifted copy.
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(np.roll(original, (dy, dx), axis=(0, 1)), moved)
+        ]
+        assert len(matches) == 1
+    flat = random_shift(X.reshape(50, -1), np.random.default_rng(1), max_shift=2)
+    np.testing.assert_array_equal(flat, shifted.reshape(50, -1))  # same draws, flat
+    assert not np.array_equal(shifted, random_shift(X, np.random.default_rng(2)))
+
+
+def test_recipe_is_reproducible(mnist):
+    small = load_mnist(validation_size=500, subset=3000, seed=0)
+    m1, h1 = train_mlp(TINY)
+    m2, h2 = train_mlp(TINY)
+    assert h1.step_loss == h2.step_loss
+    np.testing.assert_array_equal(
+        m1.predict_logits(small.test.flat[:100]),
+        m2.predict_logits(small.test.flat[:100]),
+    )
+
+
+def test_trained_model_is_kept_for_later_chapters(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
+    model, metadata = trained_mlp(TINY)
+    saved = list(tmp_path.glob("mlp-*.npz"))
+    assert len(saved) == 1 and metadata["config"]["hidden"] == [16]
+    assert len(metadata["history"]["val_accuracy"]) == 1
+    mtime = saved[0].stat().st_mtime_ns
+    again, _ = trained_mlp(TINY)  # loaded, not retrained
+    assert saved[0].stat().st_mtime_ns == mtime
+    for p, q in zip(model.parameters(), again.parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+# --- The same numbers as PyTorch ----------------------------------------------------
+
+
+def test_lockstep_with_pytorch_float64(mnist):
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    from dlfp.torch_reference import lockstep
+
+    rng = np.random.default_rng(0)
+    model = mlp([784, 64, 32, 10], rng=rng, dtype=np.float64)
+    result = lockstep(
+        model,
+        mnist.train.flat[:3200],
+        mnist.train.labels[:3200],
+        epochs=1,
+        batch_size=64,
+        lr=1e-3,
+        rng=rng,
+    )
+    ours, theirs = result["dlfp"], result["torch"]
+    assert len(ours) == 50
+    np.testing.assert_allclose(
+        ours, theirs, rtol=1e-10, err_msg="loss: ours vs PyTorch"
+    )
+    assert result["max_weight_diff"][-1] < 1e-10
+
+
+def test_lockstep_with_pytorch_float32(mnist):
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    from dlfp.torch_reference import lockstep
+
+    rng = np.random.default_rng(0)
+    model = mlp([784, 64, 10], rng=rng)
+    result = lockstep(
+        model,
+        mnist.train.flat[:1280],
+        mnist.train.labels[:1280],
+        epochs=1,
+        batch_size=64,
+        lr=1e-3,
+        rng=rng,
+    )
+    np.testing.assert_allclose(
+        result["dlfp"],
+        result["torch"],
+        rtol=1e-5,
+        err_msg="float32 loss over 20 steps: ours vs PyTorch",
+    )
+
+
+def test_torch_copy_has_the_same_outputs(mnist):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    from dlfp.torch_reference import to_torch
+
+    model = mlp([784, 32, 10], "tanh", rng=np.random.default_rng(0))
+    net = to_torch(model)
+    X = mnist.test.flat[:256]
+    with torch.no_grad():
+        theirs = net(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(model.predict_logits(X), theirs, rtol=1e-5, atol=1e-6)
+
+
+# --- The command line ---------------------------------------------------------------
+
+
+def test_train_and_evaluate_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "small.npz"
+    args = "train mlp --epochs 5 --lr 0.003 --hidden 32 --subset 3000 --dropout 0"
+    code = main(
+        [*args.split(), "--max-shift", "0", "--output", str(path), "--no-progress"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and path.is_file()
+    assert "test accuracy:" in out and f"saved to {path}" in out
+    accuracy = load(path).metadata["test_accuracy"]
+    assert 0.8 < accuracy < 1.0
+    assert main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"test accuracy {accuracy:.2%}" in out and "confusion matrix" in out
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 10  # one row per true digit
+
+
+def test_command_line_errors_are_one_sentence(tmp_path, capsys, monkeypatch):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_text("not a model")
+    assert main(["evaluate", str(bogus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlfp: error: ") and "Traceback" not in err
+    assert err.strip().endswith(".") and err.count("\n") == 1
+    monkeypatch.setenv("DLFP_MNIST_MIRRORS", "http://127.0.0.1:9/")
+    code = main(
+        [
+            "--data-dir",
+            str(tmp_path / "nothing"),
+            "train",
+            "mlp",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "-o",
+            str(tmp_path / "m.npz"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "DLFP_DATA_DIR" in err and "Traceback" not in err
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "dlfp.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "train" in result.stdout
+    # The console script sits beside the interpreter of the environment.
+    script = shutil.which("dlfp", path=str(Path(sys.executable).parent))
+    assert script is not None, "the 'dlfp' console script is not installed"
+    result = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--max-shift" in result.stdout
+
+
+# --- The accuracy the book claims ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_book_mlp_reaches_98_3_percent(mnist):
+    """The full recipe, as in the chapter (about two minutes on two cores)."""
+    model, history = train_mlp(MLPConfig(), mnist)
+    _, test_accuracy = model.evaluate(mnist.test.flat, mnist.test.labels)
+    assert test_accuracy >= 0.983, f"test accuracy {test_accuracy:.4f}"
+    assert history.val_accuracy[-1] >= 0.98
