@@ -35,7 +35,7 @@ def sigmoid(z):
     z = np.asarray(z)
     if not np.issubdtype(z.dtype, np.floating):
         z = z.astype(np.float64)
-    # eq. <eq-sigmoid>. exp(-|z|) never overflows; for z < 0 use the equal form
+    # eq. (1.2). exp(-|z|) never overflows; for z < 0 use the equal form
     # e^z / (1 + e^z), so neither branch ever computes e^(+large).
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
@@ -51,7 +51,7 @@ def log_softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
     """softmax(Z)_k = e^{Z_k} / sum_j e^{Z_j} along ``axis``, stable for finite Z."""
-    shifted = Z - Z.max(axis=axis, keepdims=True)  # eq. <eq-softmax>, shifted
+    shifted = Z - Z.max(axis=axis, keepdims=True)  # eq. (2.4), shifted
     E = np.exp(shifted)
     E /= E.sum(axis=axis, keepdims=True)
     return E
@@ -68,7 +68,7 @@ class Sigmoid(Layer):
 
     def backward(self, dout):
         A = self._A
-        return dout * A * (1 - A)  # eq. <eq-sigmoid-grad>
+        return dout * A * (1 - A)  # eq. (6.1)
 
 
 class Tanh(Layer):
@@ -82,7 +82,7 @@ class Tanh(Layer):
 
     def backward(self, dout):
         A = self._A
-        return dout * (1 - A * A)  # eq. <eq-tanh-grad>
+        return dout * (1 - A * A)  # eq. (6.3)
 
 
 class ReLU(Layer):
@@ -95,7 +95,7 @@ class ReLU(Layer):
         return X * mask  # multiplying by the mask keeps the dtype and allocates once
 
     def backward(self, dout):
-        return dout * self._mask  # eq. <eq-relu-grad>
+        return dout * self._mask  # eq. (6.5)
 
 
 class LeakyReLU(Layer):
@@ -108,7 +108,7 @@ class LeakyReLU(Layer):
         self.alpha = float(alpha)
 
     def forward(self, X, training=False):
-        slope = np.where(X > 0, 1, self.alpha).astype(X.dtype)  # eq. <eq-leaky-relu>
+        slope = np.where(X > 0, 1, self.alpha).astype(X.dtype)  # eq. (6.6)
         if training:
             self._slope = slope
         return X * slope
@@ -136,7 +136,7 @@ class Softmax(Layer):
 
     def backward(self, dout):
         S = self._S
-        # eq. <eq-softmax-backward>: the Jacobian diag(s) - s s^T applied to each row of
+        # eq. (6.7): the Jacobian diag(s) - s s^T applied to each row of
         # dout without forming it: s * (dout - <dout, s>).
         return S * (dout - (dout * S).sum(axis=1, keepdims=True))
 

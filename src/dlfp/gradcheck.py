@@ -45,7 +45,7 @@ def numerical_gradient(
         x[i] = old - h
         f_minus = f()
         x[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * h)  # eq. <eq-centred-difference>
+        grad[i] = (f_plus - f_minus) / (2 * h)  # eq. (7.1)
     return grad
 
 
@@ -58,7 +58,7 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     scale = np.linalg.norm(a) + np.linalg.norm(b)
-    # eq. <eq-rel-error>; two zero gradients agree perfectly.
+    # eq. (7.2); two zero gradients agree perfectly.
     return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
 
 

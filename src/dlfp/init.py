@@ -19,25 +19,25 @@ Initializer = Callable[[int, int, np.random.Generator, type], np.ndarray]
 
 def glorot_uniform(n_in: int, n_out: int, rng: np.random.Generator, dtype=np.float32):
     """U(-a, a) with a = sqrt(6 / (n_in + n_out)): variance 2 / (n_in + n_out)."""
-    a = np.sqrt(6.0 / (n_in + n_out))  # eq. <eq-glorot>
+    a = np.sqrt(6.0 / (n_in + n_out))  # eq. (9.3)
     return rng.uniform(-a, a, size=(n_in, n_out)).astype(dtype)
 
 
 def glorot_normal(n_in: int, n_out: int, rng: np.random.Generator, dtype=np.float32):
     """N(0, 2 / (n_in + n_out))."""
-    std = np.sqrt(2.0 / (n_in + n_out))  # eq. <eq-glorot>
+    std = np.sqrt(2.0 / (n_in + n_out))  # eq. (9.3)
     return (std * rng.standard_normal((n_in, n_out))).astype(dtype)
 
 
 def he_normal(n_in: int, n_out: int, rng: np.random.Generator, dtype=np.float32):
     """N(0, 2 / n_in): for ReLU layers, which zero half of their inputs on average."""
-    std = np.sqrt(2.0 / n_in)  # eq. <eq-he>
+    std = np.sqrt(2.0 / n_in)  # eq. (9.5)
     return (std * rng.standard_normal((n_in, n_out))).astype(dtype)
 
 
 def he_uniform(n_in: int, n_out: int, rng: np.random.Generator, dtype=np.float32):
     """U(-a, a) with a = sqrt(6 / n_in): variance 2 / n_in."""
-    a = np.sqrt(6.0 / n_in)  # eq. <eq-he>
+    a = np.sqrt(6.0 / n_in)  # eq. (9.5)
     return rng.uniform(-a, a, size=(n_in, n_out)).astype(dtype)
 
 

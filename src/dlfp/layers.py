@@ -91,7 +91,7 @@ class Dense(Layer):
         if training:
             self._X = X
         W, b = self.params["W"], self.params["b"]
-        Z = X @ W  # eq. <eq-forward-z>: Z = A W + 1 b^T, one example per row
+        Z = X @ W  # eq. (5.1): Z = A W + 1 b^T, one example per row
         Z += b
         return Z
 
@@ -102,10 +102,10 @@ class Dense(Layer):
                 "backward was called before forward(X, training=True); run the forward "
                 "pass in training mode first."
             )
-        # eq. <eq-grad-w>: dL/dW = A^T Delta. Written into the existing array, no copy.
+        # eq. (5.6): dL/dW = A^T Delta. Written into the existing array, no copy.
         np.matmul(X.T, dout, out=self.grads["W"])
-        dout.sum(axis=0, out=self.grads["b"])  # eq. <eq-grad-b>: dL/db = 1^T Delta
-        return dout @ self.params["W"].T  # eq. <eq-grad-a>: dL/dA = Delta W^T
+        dout.sum(axis=0, out=self.grads["b"])  # eq. (5.7): dL/db = 1^T Delta
+        return dout @ self.params["W"].T  # eq. (5.8): dL/dA = Delta W^T
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, str) else "custom"
@@ -140,7 +140,7 @@ class Dropout(Layer):
             self._mask = None
             return X
         keep = 1.0 - self.rate
-        # eq. <eq-dropout>: M = [u >= r] / (1 - r), out = X * M
+        # eq. (9.9): M = [u >= r] / (1 - r), out = X * M
         mask = self.rng.random(X.shape, dtype=X.dtype) >= self.rate
         self._mask = mask.astype(X.dtype) / X.dtype.type(keep)
         return X * self._mask

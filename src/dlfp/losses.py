@@ -33,7 +33,7 @@ def mse(y_hat: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         dL/dy_hat = 2 (y_hat - y) / y_hat.size.
     """
     diff = y_hat - y
-    loss = float(np.mean(diff * diff))  # eq. <eq-mse>
+    loss = float(np.mean(diff * diff))  # eq. (2.6)
     return loss, (2.0 / diff.size) * diff
 
 
@@ -58,10 +58,10 @@ def binary_cross_entropy_with_logits(
         dL/dz = (sigma(z) - y) / B: the gradient goes *through* the sigmoid.
     """
     y = y.astype(z.dtype, copy=False)
-    # eq. <eq-bce-logits>: the stable form of eq. <eq-bce> for p = sigma(z).
+    # eq. (2.2): the stable form of eq. (2.1) for p = sigma(z).
     per_example = np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))
     loss = float(np.mean(per_example))
-    return loss, (sigmoid(z) - y) / z.size  # eq. <eq-bce-grad>
+    return loss, (sigmoid(z) - y) / z.size  # eq. (2.3)
 
 
 def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -89,10 +89,10 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
     shifted = Z - Z.max(axis=1, keepdims=True)
     E = np.exp(shifted)
     total = E.sum(axis=1)
-    # eq. <eq-cross-entropy>: -log softmax(z)_y = log sum_j e^{z_j} - z_y
+    # eq. (2.5): -log softmax(z)_y = log sum_j e^{z_j} - z_y
     loss = float(np.mean(np.log(total) - shifted[rows, y]))
-    E /= total[:, None]  # now softmax(Z), eq. <eq-softmax>
-    E[rows, y] -= 1  # eq. <eq-softmax-ce-grad>: (Y_hat - Y) / B
+    E /= total[:, None]  # now softmax(Z), eq. (2.4)
+    E[rows, y] -= 1  # eq. (5.5): (Y_hat - Y) / B
     E /= B
     return loss, E
 

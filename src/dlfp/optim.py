@@ -64,7 +64,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             g = p.grad
             if self.weight_decay and p.decay:
-                g = g + self.weight_decay * p.value  # eq. <eq-l2-grad>
+                g = g + self.weight_decay * p.value  # eq. (9.7)
             self.update(i, p.value, g)
 
     def update(self, i: int, theta: np.ndarray, g: np.ndarray) -> None:
@@ -78,7 +78,7 @@ class SGD(Optimizer):
     """Plain (stochastic) gradient descent: theta <- theta - eta g."""
 
     def update(self, i, theta, g):
-        theta -= self.lr * g  # eq. <eq-gd-update>
+        theta -= self.lr * g  # eq. (3.3)
 
 
 class Momentum(Optimizer):
@@ -106,7 +106,7 @@ class Momentum(Optimizer):
 
     def update(self, i, theta, g):
         v = self.velocity[i]
-        v *= self.momentum  # eq. <eq-momentum>
+        v *= self.momentum  # eq. (8.1)
         v += g
         theta -= self.lr * (g + self.momentum * v if self.nesterov else v)
 
@@ -133,11 +133,11 @@ class Adam(Optimizer):
     def update(self, i, theta, g):
         b1, b2, t = self.beta1, self.beta2, self.t
         m, s = self.m[i], self.s[i]
-        m *= b1  # eq. <eq-adam-m>: m <- beta1 m + (1 - beta1) g
+        m *= b1  # eq. (8.2): m <- beta1 m + (1 - beta1) g
         m += (1 - b1) * g
-        s *= b2  # eq. <eq-adam-s>: s <- beta2 s + (1 - beta2) g^2
+        s *= b2  # eq. (8.3): s <- beta2 s + (1 - beta2) g^2
         s += (1 - b2) * (g * g)
-        # eq. <eq-adam-update> with the bias corrections of eq. <eq-adam-bias> folded
+        # eq. (8.5) with the bias corrections of eq. (8.4) folded
         # into the step size: eta m_hat / (sqrt(s_hat) + eps).
         step = self.lr / (1 - b1**t)
         denom = np.sqrt(s)

@@ -19,6 +19,7 @@ __all__ = [
     "decision_boundary",
     "learning_curves",
     "draw_graph",
+    "confusion",
 ]
 
 #: One colour per class (matplotlib's "tab10"), for the digits 0-9 and the toy classes.
@@ -306,4 +307,50 @@ def draw_graph(output, *, ax=None, show_grad: bool = True):
     ax.set_xlim(-0.5, max(columns) + 0.5)
     ax.set_ylim(-(height - 1) / 2 - 0.6, (height - 1) / 2 + 0.6)
     ax.set_axis_off()
+    return ax
+
+
+def confusion(
+    C: np.ndarray,
+    *,
+    ax=None,
+    normalize: bool = True,
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
+):
+    """Draw a confusion matrix: rows are true classes, columns predicted classes.
+
+    With ``normalize``, each row is divided by its total, so the diagonal shows recall
+    and the colour scale is comparable between classes of different sizes; the counts
+    are written in the cells either way.
+    """
+    ax = plt.gca() if ax is None else ax
+    C = np.asarray(C)
+    K = len(C)
+    shown = C / C.sum(axis=1, keepdims=True) if normalize else C
+    # A logarithmic-looking scale: errors are a few per cent of the diagonal.
+    ax.imshow(np.sqrt(shown), cmap="Blues")
+    for i in range(K):
+        for j in range(K):
+            ax.text(
+                j,
+                i,
+                f"{C[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shown[i, j] > 0.5 * shown.max() else "black",
+            )
+    ticks = labels if labels is not None else [str(k) for k in range(K)]
+    ax.set(
+        xticks=range(K),
+        yticks=range(K),
+        xticklabels=ticks,
+        yticklabels=ticks,
+        xlabel="predicted",
+        ylabel="true",
+    )
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
     return ax

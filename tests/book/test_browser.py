@@ -94,7 +94,7 @@ def screenshot(page, name: str) -> None:
 
 
 def test_maths_renders_offline(page, site):
-    page.goto(f"{site}/book/part2/meet-mnist.html")
+    page.goto(f"{site}/book/part2/1-meet-mnist.html")
     # MathJax replaces each TeX fragment with an <mjx-container>; wait until it has run.
     page.wait_for_function(
         "document.querySelectorAll('mjx-container').length >= 5", timeout=30_000

@@ -104,3 +104,17 @@ def test_maths_is_served_with_the_book(book_dir):
         assert "cdn.jsdelivr.net" not in text and "mathjax@" not in text, (
             f"{page} loads MathJax from a CDN"
         )
+
+
+def test_equations_cited_in_the_code_exist(book_dir):
+    """Every '# eq. (5.6)' in the library points at an equation the book numbers so."""
+    numbers = set()
+    for page in PAGES:
+        numbers |= set(re.findall(r'class="eqno">\((\d+\.\d+)\)', html(book_dir, page)))
+    cited = {}
+    for path in (ROOT / "src" / "dlfp").rglob("*.py"):
+        for number in re.findall(r"eq\. \((\d+\.\d+)\)", path.read_text()):
+            cited.setdefault(number, path.name)
+    assert cited, "the library cites no equations"
+    missing = {n: f for n, f in cited.items() if n not in numbers}
+    assert not missing, f"the code cites equations the book does not have: {missing}"

@@ -1,0 +1,162 @@
+"""The book's CNN in TensorFlow with Keras 3: model, training, evaluation, saving.
+
+The same architecture, initialisation, optimizer, schedule, batches and augmentation as
+:mod:`dlfp.frameworks.torch_cnn`, written the Keras way: a functional model, ``compile``
+and ``fit`` fed by a :class:`keras.utils.PyDataset`. Keras stores images channels-last,
+(N, 28, 28, 1), where PyTorch uses (N, 1, 28, 28). TensorFlow uses a GPU when it sees
+one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow logs from C++ to stderr
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+from ..data import MNIST, load_mnist  # noqa: E402
+from . import Batches, CNNConfig, learning_rate  # noqa: E402
+
+__all__ = ["build_model", "train", "predict_logits", "save", "load"]
+
+
+def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
+    """Two convolution blocks and a classifier; input (N, 28, 28, 1), logits out."""
+    c1, c2 = config.channels
+
+    def block(x, filters):
+        x = layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_initializer="he_uniform"
+        )(x)
+        # PyTorch's defaults: running averages move 10% per step, eps = 1e-5.
+        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        x = layers.ReLU()(x)
+        return layers.MaxPooling2D(2)(x)
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = block(block(inputs, c1), c2)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(config.dropout)(x)
+    x = layers.Dense(config.hidden, activation="relu", kernel_initializer="he_uniform")(
+        x
+    )
+    x = layers.Dropout(config.dropout)(x)
+    outputs = layers.Dense(10, kernel_initializer="glorot_uniform")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """:func:`dlfp.frameworks.learning_rate` as a Keras schedule."""
+
+    def __init__(self, total_steps: int, config: CNNConfig):
+        self.total_steps, self.config = total_steps, config
+        self.rates = tf.constant(
+            [learning_rate(s, total_steps, config) for s in range(total_steps + 1)],
+            tf.float32,
+        )
+
+    def __call__(self, step):
+        return tf.gather(
+            self.rates, tf.minimum(tf.cast(step, tf.int32), self.total_steps)
+        )
+
+    def get_config(self):
+        return {"total_steps": self.total_steps}
+
+
+class TrainingData(keras.utils.PyDataset):
+    """Feeds ``fit`` the same augmented batches as the PyTorch loop, channels-last."""
+
+    def __init__(self, batches: Batches):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.batches, self.epoch = batches, 0
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        images, labels = self.batches.batch(self.epoch, i)
+        return images[..., None], labels
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall-clock time of every training epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def train(
+    config: CNNConfig = CNNConfig(), data: MNIST | None = None, *, verbose: bool = False
+):
+    """Train the CNN; return the model and its per-epoch history (a dict of lists)."""
+    if data is None:
+        data = load_mnist(
+            validation_size=config.validation_size,
+            subset=config.subset,
+            seed=config.seed,
+        )
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = build_model(config)
+    batches = Batches(data.train.images, data.train.labels, config)
+    total = config.epochs * len(batches)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=Schedule(total, config),
+            weight_decay=config.weight_decay,
+            beta_1=0.9,
+            beta_2=0.999,
+            epsilon=1e-8,
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    timer = EpochTimer()
+    fitted = model.fit(
+        TrainingData(batches),
+        epochs=config.epochs,
+        validation_data=(data.validation.images[..., None], data.validation.labels),
+        callbacks=[timer],
+        verbose=2 if verbose else 0,
+    )
+    history = {k: list(map(float, v)) for k, v in fitted.history.items()}
+    history["seconds"] = timer.seconds
+    return model, history
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 1000):
+    """Logits for images of shape (n, 28, 28), as a NumPy array (n, 10)."""
+    return np.concatenate(
+        [
+            np.asarray(model(images[i : i + batch_size, ..., None], training=False))
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def save(model: keras.Model, path: str | Path) -> Path:
+    """Save the whole model (architecture and weights) in the ``.keras`` format."""
+    path = Path(path).with_suffix(".keras")
+    model.save(path)
+    return path
+
+
+def load(path: str | Path) -> keras.Model:
+    return keras.models.load_model(path, compile=False)

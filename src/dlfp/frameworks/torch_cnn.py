@@ -1,0 +1,161 @@
+"""The book's CNN in PyTorch: model, training loop, evaluation, saving.
+
+Runs on a GPU when PyTorch sees one, else on the CPU; :func:`device` decides.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import MNIST, load_mnist
+from . import Batches, CNNConfig, learning_rate
+
+__all__ = ["CNN", "device", "train", "predict_logits", "save", "load"]
+
+
+def device() -> torch.device:
+    """The GPU when one is available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class CNN(nn.Module):
+    """Two convolution blocks and a classifier; input (N, 1, 28, 28), logits out."""
+
+    def __init__(self, config: CNNConfig = CNNConfig()):
+        super().__init__()
+        c1, c2 = config.channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(c2 * 7 * 7, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, 10),
+        )
+        for m in self.modules():  # the same initialisation as the Keras model
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.classifier[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _tensor(images: np.ndarray, dev: torch.device) -> torch.Tensor:
+    return torch.from_numpy(images).reshape(-1, 1, 28, 28).to(dev)  # NCHW
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 1000):
+    """Logits for images of shape (n, 28, 28), as a NumPy array (n, 10)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [
+        model(_tensor(images[i : i + batch_size], dev)).cpu().numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray):
+    """Mean cross-entropy and accuracy on a split."""
+    logits = torch.from_numpy(predict_logits(model, images))
+    target = torch.from_numpy(labels)
+    loss = nn.functional.cross_entropy(logits, target).item()
+    return loss, float((logits.argmax(dim=1) == target).float().mean())
+
+
+def train(
+    config: CNNConfig = CNNConfig(),
+    data: MNIST | None = None,
+    *,
+    dev: torch.device | None = None,
+    verbose: bool = False,
+):
+    """Train the CNN; return the model and its per-epoch history (a dict of lists)."""
+    if data is None:
+        data = load_mnist(
+            validation_size=config.validation_size,
+            subset=config.subset,
+            seed=config.seed,
+        )
+    dev = device() if dev is None else dev
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = CNN(config).to(dev)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=config.weight_decay,
+    )
+    batches = Batches(data.train.images, data.train.labels, config)
+    total = config.epochs * len(batches)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate(step, total, config) / config.lr
+    )
+    history = {
+        k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+    }
+    for epoch in range(config.epochs):
+        model.train()
+        start = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        for i in range(len(batches)):
+            images, labels = batches.batch(epoch, i)
+            x, y = _tensor(images, dev), torch.from_numpy(labels).to(dev)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            correct += int((logits.argmax(dim=1) == y).sum())
+        history["seconds"].append(time.perf_counter() - start)
+        history["loss"].append(loss_sum / seen)
+        history["accuracy"].append(correct / seen)
+        val_loss, val_acc = evaluate(
+            model, data.validation.images, data.validation.labels
+        )
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_acc)
+        if verbose:
+            print(
+                f"epoch {epoch + 1}/{config.epochs}  loss {loss_sum / seen:.4f}  "
+                f"val_acc {val_acc:.4f}  ({history['seconds'][-1]:.1f}s)"
+            )
+    return model, history
+
+
+def save(model: nn.Module, path: str | Path) -> Path:
+    """Save the weights (the ``state_dict``: parameters and batch-norm statistics)."""
+    path = Path(path)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def load(path: str | Path, config: CNNConfig = CNNConfig()) -> CNN:
+    """Rebuild the model from ``config`` and load saved weights into it (on the CPU)."""
+    model = CNN(config)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
