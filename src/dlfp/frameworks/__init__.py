@@ -16,13 +16,27 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..data import random_shift
+from ..data import load_mnist, random_shift
+from ..recipes import artifacts_dir
 
-__all__ = ["CNNConfig", "Batches", "learning_rate", "count_lines"]
+__all__ = [
+    "CNNConfig",
+    "Batches",
+    "learning_rate",
+    "count_lines",
+    "artifact_path",
+    "save_record",
+    "load_record",
+    "save_run",
+    "trained_run",
+]
 
 
 @dataclass(frozen=True)
@@ -125,3 +139,62 @@ def count_lines(*objects) -> int:
             if stripped and not stripped.startswith("#") and number not in docstrings:
                 total += 1
     return total
+
+
+def artifact_path(framework: str, config: CNNConfig, suffix: str) -> Path:
+    """Where a chapter keeps what it trained: ``<artifacts>/<framework>-cnn-<key>...``.
+
+    The folder is :func:`dlfp.recipes.artifacts_dir` (``$DLFP_ARTIFACTS``).
+    """
+    return artifacts_dir() / f"{framework}-cnn-{config.key()}{suffix}"
+
+
+def save_record(framework: str, config: CNNConfig, record: dict) -> Path:
+    """Write a training run's record (history, test accuracy) as JSON, atomically."""
+    path = artifact_path(framework, config, ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"config": dataclasses.asdict(config), **record}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
+    with os.fdopen(fd, "w") as out:
+        json.dump(record, out, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def load_record(framework: str, config: CNNConfig) -> dict | None:
+    """The record a run with ``config`` saved, or None when there is none."""
+    path = artifact_path(framework, config, ".json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_run(module, config: CNNConfig, model, history: dict, test_accuracy: float):
+    """Keep a trained model and its record for later chapters.
+
+    ``module`` is :mod:`dlfp.frameworks.torch_cnn` or :mod:`dlfp.frameworks.keras_cnn`.
+    """
+    path = artifact_path(module.NAME, config, module.SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.save(model, path)
+    save_record(
+        module.NAME, config, {"history": history, "test_accuracy": test_accuracy}
+    )
+
+
+def trained_run(module, config: CNNConfig, *, verbose: bool = False):
+    """The model ``module`` trained with ``config``, and its record.
+
+    Loaded from the artifacts folder when an earlier chapter saved it; else trained now,
+    evaluated once on the test set, and saved with :func:`save_run`.
+    """
+    path = artifact_path(module.NAME, config, module.SUFFIX)
+    if load_record(module.NAME, config) is None or not path.exists():
+        data = load_mnist(
+            validation_size=config.validation_size,
+            subset=config.subset,
+            seed=config.seed,
+        )
+        model, history = module.train(config, data, verbose=verbose)
+        logits = module.predict_logits(model, data.test.images)
+        accuracy = float((logits.argmax(axis=1) == data.test.labels).mean())
+        save_run(module, config, model, history, accuracy)
+    return module.load(path, config), load_record(module.NAME, config)

@@ -10,6 +10,7 @@ one.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 from ..data import MNIST, load_mnist  # noqa: E402
-from . import Batches, CNNConfig, learning_rate  # noqa: E402
+from . import Batches, CNNConfig, learning_rate, trained_run  # noqa: E402
 
 __all__ = ["build_model", "train", "predict_logits", "save", "load"]
 
@@ -158,5 +159,37 @@ def save(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path) -> keras.Model:
+def load(path: str | Path, config: CNNConfig | None = None) -> keras.Model:
+    """Load a ``.keras`` file (it holds the architecture; ``config`` is not needed)."""
     return keras.models.load_model(path, compile=False)
+
+
+# --- Export: models that run without this module's code -------------------------------
+
+
+def export_saved_model(model: keras.Model, path: str | Path) -> Path:
+    """Export a TensorFlow SavedModel (a folder): the serving graph and its weights, for
+    TensorFlow Serving, TF Lite converters and ``tf.saved_model.load``."""
+    path = Path(path)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def run_saved_model(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Logits from an exported SavedModel for images of shape (n, 28, 28)."""
+    loaded = tf.saved_model.load(str(path))
+    return np.asarray(loaded.serve(tf.constant(images[..., None], tf.float32)))
+
+
+# --- Training once, for several chapters ----------------------------------------------
+
+NAME, SUFFIX = (
+    "keras",
+    ".keras",
+)  # how this module's runs are filed in the artifacts folder
+
+
+def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
+    """The model trained with ``config`` and its record (history, test accuracy):
+    loaded when an earlier chapter saved it, else trained, evaluated and saved now."""
+    return trained_run(sys.modules[__name__], config, verbose=verbose)

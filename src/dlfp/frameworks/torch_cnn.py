@@ -5,6 +5,7 @@ Runs on a GPU when PyTorch sees one, else on the CPU; :func:`device` decides.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import MNIST, load_mnist
-from . import Batches, CNNConfig, learning_rate
+from . import Batches, CNNConfig, learning_rate, trained_run
 
 __all__ = ["CNN", "device", "train", "predict_logits", "save", "load"]
 
@@ -159,3 +160,87 @@ def load(path: str | Path, config: CNNConfig = CNNConfig()) -> CNN:
     model = CNN(config)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
+
+
+# --- Export: models that run without this module's code -------------------------------
+
+
+def _example(batch: int = 2) -> torch.Tensor:
+    return torch.zeros(batch, 1, 28, 28)
+
+
+def export_program(model: nn.Module, path: str | Path) -> Path:
+    """Save a ``torch.export`` program (``.pt2``): the traced graph and its weights,
+    loadable by PyTorch without the class definition, for any batch size."""
+    path = Path(path).with_suffix(".pt2")
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(
+        model.eval().cpu(), (_example(),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch.export.save(program, path)
+    return path
+
+
+def run_program(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Logits from a saved ``.pt2`` program for images of shape (n, 28, 28)."""
+    module = torch.export.load(path).module()
+    with torch.no_grad():
+        return module(_tensor(images, torch.device("cpu"))).numpy()
+
+
+def export_onnx(model: nn.Module, path: str | Path) -> Path:
+    """Save the model in the ONNX format (``.onnx``), readable by ONNX Runtime and by
+    other frameworks' importers; needs the ``onnx`` and ``onnxscript`` packages."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    path = Path(path).with_suffix(".onnx")
+    batch = torch.export.Dim("batch")
+    # The exporter reports its progress, and the optional (torchvision) operators it
+    # skipped, on stdout, stderr and the logging system: none of it concerns this model.
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.eval().cpu(),
+                (_example(),),
+                path,
+                dynamo=True,
+                dynamic_shapes={"x": {0: batch}},
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
+    return path
+
+
+def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Logits from a saved ``.onnx`` model, run by ONNX Runtime (no PyTorch at all)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: images.reshape(-1, 1, 28, 28).astype(np.float32)})[
+        0
+    ]
+
+
+# --- Training once, for several chapters ----------------------------------------------
+
+NAME, SUFFIX = (
+    "torch",
+    ".pt",
+)  # how this module's runs are filed in the artifacts folder
+
+
+def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
+    """The model trained with ``config`` and its record (history, test accuracy):
+    loaded when an earlier chapter saved it, else trained, evaluated and saved now."""
+    return trained_run(sys.modules[__name__], config, verbose=verbose)

@@ -1,0 +1,224 @@
+"""Part III: the same CNN in PyTorch and in Keras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlfp.data import load_mnist
+from dlfp.frameworks import Batches, CNNConfig, count_lines, learning_rate
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+torch_cnn = pytest.importorskip("dlfp.frameworks.torch_cnn")
+
+SMALL = CNNConfig(
+    channels=(4, 8),
+    hidden=16,
+    epochs=1,
+    batch_size=32,
+    subset=1200,
+    validation_size=200,
+)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return load_mnist(
+        validation_size=SMALL.validation_size, subset=SMALL.subset, seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def keras_cnn():
+    return pytest.importorskip("dlfp.frameworks.keras_cnn", reason="TensorFlow missing")
+
+
+# --- What both share ----------------------------------------------------------------
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    config = CNNConfig(lr=0.01, warmup=0.2)
+    rates = [learning_rate(s, 100, config) for s in range(101)]
+    assert rates[0] == 0 and max(rates) == pytest.approx(0.01)
+    assert np.argmax(rates) == 20 and rates[-1] == pytest.approx(0, abs=1e-12)
+    assert all(a <= b for a, b in zip(rates[:20], rates[1:21], strict=True))
+    assert all(a >= b for a, b in zip(rates[20:-1], rates[21:], strict=True))
+
+
+def test_batches_are_identical_arrays_in_any_order(small_data):
+    X, y = small_data.train
+    a, b = Batches(X, y, SMALL), Batches(X, y, SMALL)
+    late = b.batch(0, 5)  # asked for first, out of order
+    for i in range(len(a)):
+        images, labels = a.batch(0, i)
+        if i == 5:
+            np.testing.assert_array_equal(images, late[0])
+    seen = np.concatenate([a.batch(1, i)[1] for i in range(len(a))])
+    assert sorted(seen.tolist()) == sorted(y.tolist())  # every image once per epoch
+    assert not np.array_equal(a.batch(0, 0)[0], a.batch(1, 0)[0])
+
+
+def test_count_lines_skips_docstrings_comments_and_blanks():
+    def f(x):
+        """Doc.
+
+        More doc.
+        """
+        # a comment
+
+        return x + 1
+
+    assert count_lines(f) == 2
+
+
+# --- PyTorch ------------------------------------------------------------------------
+
+
+def test_torch_output_shape_and_device():
+    model = torch_cnn.CNN(SMALL)
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert torch_cnn.device().type in {"cpu", "cuda"}
+
+
+def overfit_losses_torch(steps: int = 25):
+    torch.manual_seed(0)
+    model = torch_cnn.CNN(CNNConfig(dropout=0.0))
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((32, 1, 28, 28), dtype=np.float32))
+    y = torch.from_numpy(rng.integers(0, 10, 32))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_torch_loss_falls_on_a_small_batch():
+    losses = overfit_losses_torch()
+    assert losses[-1] < 0.2 * losses[0], losses
+
+
+def test_torch_training_is_deterministic(small_data):
+    m1, h1 = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
+    m2, h2 = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
+    assert h1["loss"] == h2["loss"]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_torch_save_load_and_exports(tmp_path, small_data):
+    model, _ = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
+    images = small_data.test.images[:50]
+    expected = torch_cnn.predict_logits(model, images)
+    again = torch_cnn.load(torch_cnn.save(model, tmp_path / "w.pt"), SMALL)
+    np.testing.assert_allclose(
+        torch_cnn.predict_logits(again, images), expected, atol=1e-6
+    )
+    program = torch_cnn.export_program(model, tmp_path / "cnn")
+    np.testing.assert_allclose(
+        torch_cnn.run_program(program, images), expected, atol=1e-5
+    )
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    onnx = torch_cnn.export_onnx(model, tmp_path / "cnn")
+    np.testing.assert_allclose(torch_cnn.run_onnx(onnx, images), expected, atol=1e-4)
+
+
+def test_trained_run_is_saved_and_reloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
+    model, record = torch_cnn.trained(SMALL)
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+    assert (
+        record["config"]["channels"] == [4, 8] and len(record["history"]["loss"]) == 1
+    )
+    files = sorted(p.suffix for p in tmp_path.iterdir())
+    assert files == [".json", ".pt"]
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    again, record_again = torch_cnn.trained(SMALL)  # loaded, not trained again
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamp
+    assert record_again == record
+    for a, b in zip(
+        model.state_dict().values(), again.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+# --- Keras --------------------------------------------------------------------------
+
+
+def test_keras_output_shape(keras_cnn):
+    model = keras_cnn.build_model(SMALL)
+    assert tuple(model(np.zeros((5, 28, 28, 1), np.float32)).shape) == (5, 10)
+
+
+def trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("config", [CNNConfig(), SMALL])
+def test_both_frameworks_have_the_same_number_of_parameters(keras_cnn, config):
+    ours = sum(p.numel() for p in torch_cnn.CNN(config).parameters() if p.requires_grad)
+    assert trainable(keras_cnn.build_model(config)) == ours
+
+
+def test_keras_loss_falls_on_a_small_batch(keras_cnn):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras_cnn.build_model(CNNConfig(dropout=0.0))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    losses = [float(model.train_on_batch(x, y)) for _ in range(25)]
+    assert losses[-1] < 0.2 * losses[0], losses
+
+
+def test_keras_training_is_deterministic_and_exports(keras_cnn, small_data, tmp_path):
+    m1, h1 = keras_cnn.train(SMALL, small_data)
+    m2, h2 = keras_cnn.train(SMALL, small_data)
+    assert h1["loss"] == h2["loss"]
+    for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    images = small_data.test.images[:50]
+    expected = keras_cnn.predict_logits(m1, images)
+    again = keras_cnn.load(keras_cnn.save(m1, tmp_path / "cnn"))
+    np.testing.assert_allclose(
+        keras_cnn.predict_logits(again, images), expected, atol=1e-6
+    )
+    folder = keras_cnn.export_saved_model(m1, tmp_path / "saved")
+    np.testing.assert_allclose(
+        keras_cnn.run_saved_model(folder, images), expected, atol=1e-5
+    )
+
+
+# --- The accuracy the book claims ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    config = CNNConfig()
+    return load_mnist(validation_size=config.validation_size, seed=config.seed)
+
+
+@pytest.mark.slow
+def test_torch_cnn_reaches_99_3_percent(mnist):
+    model, _ = torch_cnn.train(CNNConfig(), mnist)
+    logits = torch_cnn.predict_logits(model, mnist.test.images)
+    accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
+    assert accuracy >= 0.993, f"PyTorch CNN test accuracy {accuracy:.4f}"
+
+
+@pytest.mark.slow
+def test_keras_cnn_reaches_99_3_percent(keras_cnn, mnist):
+    model, _ = keras_cnn.train(CNNConfig(), mnist)
+    logits = keras_cnn.predict_logits(model, mnist.test.images)
+    accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
+    assert accuracy >= 0.993, f"Keras CNN test accuracy {accuracy:.4f}"
