@@ -19,15 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	@touch $@
 
+# Models that one chapter trains and a later one inspects are kept beside the build.
 book: setup
-	$(BIN)/jupyter-book build -W -n --keep-going .
+	DLFP_ARTIFACTS=$(abspath _build/artifacts) \
+	  $(BIN)/jupyter-book build -W -n --keep-going .
 	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow and not book"
 	rm -rf $(TEST_BUILD)
-	$(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
-	$(BIN)/python -m pytest -m book --book-dir $(TEST_BUILD)/_build/html
+	DLFP_ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts) \
+	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
+	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html
 
 clean:
 	rm -rf _build

@@ -1,6 +1,6 @@
 """Shared test options.
 
-``--book-dir PATH`` points the ``book``-marked tests at a built HTML book; without
+``--book-dir=PATH`` points the ``book``-marked tests at a built HTML book; without
 it they are skipped, so the unit tests run on their own. The README's test command
 builds the book and then runs them with the option set.
 """
@@ -27,7 +27,7 @@ def pytest_addoption(parser):
 def book_dir(request) -> Path:
     path = request.config.getoption("--book-dir")
     if path is None:
-        pytest.skip("needs a built book: pass --book-dir _build/html")
+        pytest.skip("needs a built book: pass --book-dir=_build/html")
     path = path.resolve()
     if not (path / "index.html").is_file():
         raise FileNotFoundError(
