@@ -50,31 +50,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model on MNIST")
+    train = commands.add_parser(
+        "train",
+        help="train a model on MNIST",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     train.add_argument("model", choices=["mlp"], help="which model (the book's MLP)")
-    train.add_argument(
-        "--hidden",
-        type=_widths,
-        default=defaults.hidden,
-        help="hidden widths, comma-separated (default: %(default)s)",
-    )
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--lr", type=float, default=defaults.lr, help="Adam's peak rate")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument(
-        "--max-shift",
-        type=int,
-        default=defaults.max_shift,
-        help="random translations of up to this many pixels (0: none)",
-    )
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument(
-        "--subset",
-        type=int,
-        default=None,
-        help="train on this many images only (for a quick try)",
-    )
+    options = [
+        ("--hidden", _widths, defaults.hidden, "hidden widths, comma-separated"),
+        ("--epochs", int, defaults.epochs, "passes over the training images"),
+        ("--lr", float, defaults.lr, "Adam's peak learning rate"),
+        ("--batch-size", int, defaults.batch_size, "images per step"),
+        ("--dropout", float, defaults.dropout, "dropout rate after each hidden layer"),
+        (
+            "--max-shift",
+            int,
+            defaults.max_shift,
+            "random shifts of up to this many pixels",
+        ),
+        (
+            "--seed",
+            int,
+            defaults.seed,
+            "seed of the generator behind every random draw",
+        ),
+        ("--subset", int, None, "train on this many images only (a quick try)"),
+    ]
+    for flag, kind, default, text in options:
+        train.add_argument(flag, type=kind, default=default, help=text)
     train.add_argument(
         "--output", "-o", default="mlp.npz", help="where to save the model"
     )

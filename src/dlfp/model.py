@@ -334,6 +334,7 @@ def load(
                 f"{path} has a layer of unknown type {entry['type']!r}."
             )
         if kind is Dense:
+            # Start from zeros (nothing to draw): the saved values replace them below.
             kwargs.update(init="zeros", dtype=dtype)
         if kind in (Dense, Dropout):
             kwargs["rng"] = rng
@@ -347,6 +348,8 @@ def load(
                     f"is {got}; the file is damaged."
                 )
             value[...] = stored
+        if kind is Dense:
+            layer.init = entry.get("init", "custom")  # as it was created
         layers.append(layer)
     model = Sequential(layers)
     model.metadata = spec.get("metadata", {})

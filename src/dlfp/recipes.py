@@ -4,8 +4,10 @@ Part II trains one multilayer perceptron; the chapters, the command line (``dlfp
 mlp``) and the tests all use :class:`MLPConfig` and :func:`train_mlp`, so the numbers in
 the book are the numbers a reader gets from the command line with the same seed.
 
-Each choice in :class:`MLPConfig` was made on the validation split (chapter *Training
-the network* shows the evidence); the test set is used once, at the end.
+Every choice in :class:`MLPConfig` is judged on the validation split, never on the test
+set, which is used once, at the end. Chapter *Training the network* shows the evidence
+that short runs can give (activation and initialisation, optimizer, learning rate) and
+says where they cannot (dropout and augmentation pay off over long runs).
 
 Trained models are kept in an *artifacts* folder so that a later chapter can look
 inside the network an earlier chapter trained without training it again: the folder

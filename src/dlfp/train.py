@@ -114,7 +114,9 @@ def fit(
     ------
     TrainingDivergedError
         If the loss of a mini-batch is NaN or infinite: the message names the epoch and
-        suggests a smaller learning rate.
+        suggests a smaller learning rate. With ReLU units and the stable cross-entropy,
+        a learning rate that is merely too large seldom gets that far: the loss jumps,
+        many units die, and it settles near log K, finite. Watch the curves too.
     """
     X = model.check_inputs(X, y if classification else None)
     y = np.asarray(y)

@@ -1,0 +1,21 @@
+"""The README's example runs as printed (with one epoch instead of three, for speed)."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import ROOT
+
+
+def test_readme_example_runs(capsys):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1, "the README should have exactly one Python example"
+    code = blocks[0]
+    assert len(code.strip().splitlines()) <= 12, "the example should stay short"
+    assert "epochs=3" in code
+    exec(compile(code.replace("epochs=3", "epochs=1"), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "epoch   1/1" in out
+    loss, accuracy = eval(out.strip().splitlines()[-1])
+    assert accuracy > 0.9
