@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 
@@ -101,7 +100,10 @@ def _train(args) -> int:
         seed=args.seed,
     )
     data = load_mnist(
-        validation_size=config.validation_size, subset=config.subset, seed=config.seed
+        validation_size=config.validation_size,
+        subset=config.subset,
+        seed=config.seed,
+        folder=args.data_dir,
     )
     print(
         f"training {config.hidden} on {len(data.train.labels):,} images, "
@@ -126,7 +128,7 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     model = load(args.file)
-    test = load_mnist().test
+    test = load_mnist(folder=args.data_dir).test
     X = test.images.reshape(len(test.labels), -1)
     loss, accuracy = model.evaluate(X, test.labels)
     print(
@@ -144,8 +146,6 @@ def _evaluate(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.data_dir:
-        os.environ["DLFP_DATA_DIR"] = args.data_dir
     try:
         return _train(args) if args.command == "train" else _evaluate(args)
     except (DataError, ModelFileError, ValueError) as err:
