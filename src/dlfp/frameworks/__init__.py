@@ -43,28 +43,39 @@ __all__ = [
 class CNNConfig:
     """The architecture and training recipe shared by both frameworks.
 
-    conv(3x3, c1) - batch norm - ReLU - max-pool(2)
-    conv(3x3, c2) - batch norm - ReLU - max-pool(2)
-    dropout - dense(hidden) - ReLU - dropout - dense(10)
+    One block per entry of ``channels``, each halving the side of the feature maps
+    (rounding down: 28, 14, 7, 3), then the classifier:
+
+    conv(3x3, channels[0]) - batch norm - ReLU - max-pool(2)
+    conv(3x3, channels[1]) - batch norm - ReLU - max-pool(2)
+    ...
+    flatten - dense(hidden) - ReLU - dropout - dense(10)
     """
 
-    channels: tuple[int, int] = (32, 64)  #: filters of the two convolutions
-    hidden: int = 128  #: units of the dense hidden layer
-    dropout: float = 0.25
+    channels: tuple[int, ...] = (16, 32, 64)  #: filters of each block's convolution
+    hidden: int = 256  #: units of the dense hidden layer
+    dropout: float = 0.1  #: dropout rate before the output layer
     epochs: int = 6
     batch_size: int = 128
     lr: float = 3e-3  #: peak learning rate of AdamW
     warmup: float = 0.15  #: fraction of the steps spent warming the rate up from 0
     weight_decay: float = 1e-4  #: decoupled (AdamW) weight decay
     max_shift: int = 2  #: random translations of up to this many pixels
-    validation_size: int = 5000
-    subset: int | None = None  #: train on this many images only (None: all)
+    validation_size: int = 5000  #: taken out of ``subset`` when one is given
+    subset: int | None = None  #: use this many training images only (None: all)
     seed: int = 0
 
     def key(self) -> str:
         """A short hash naming the files that a run with this configuration writes."""
         text = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def feature_side(self) -> int:
+        """Side of the last block's feature maps: 28 halved once per block."""
+        side = 28
+        for _ in self.channels:
+            side //= 2
+        return side
 
     def steps_per_epoch(self, n: int) -> int:
         return math.ceil(n / self.batch_size)
@@ -116,6 +127,18 @@ class Batches:
             images = random_shift(images, rng, self.config.max_shift)
         return images, self.labels[idx]
 
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """All batches of ``epoch``, concatenated in order: images (n, 28, 28), labels.
+
+        Cut into consecutive slices of ``batch_size`` rows, these are
+        ``batch(epoch, 0)``, ``batch(epoch, 1)``, ... again.
+        """
+        pairs = [self.batch(epoch, i) for i in range(len(self))]
+        return (
+            np.concatenate([images for images, _ in pairs]),
+            np.concatenate([labels for _, labels in pairs]),
+        )
+
 
 def count_lines(*objects) -> int:
     """Lines of code of functions or classes: no blank lines, comments, docstrings."""
@@ -144,9 +167,17 @@ def count_lines(*objects) -> int:
 def artifact_path(framework: str, config: CNNConfig, suffix: str) -> Path:
     """Where a chapter keeps what it trained: ``<artifacts>/<framework>-cnn-<key>...``.
 
-    The folder is :func:`dlfp.recipes.artifacts_dir` (``$DLFP_ARTIFACTS``).
+    The folder is :func:`dlfp.recipes.artifacts_dir` (``$DLFP_ARTIFACTS``). The name
+    hashes the configuration and the code that builds and trains the model, so a model
+    saved before either changed is never mistaken for a current one.
     """
-    return artifacts_dir() / f"{framework}-cnn-{config.key()}{suffix}"
+    code = hashlib.sha256()
+    for name in ("__init__.py", f"{framework}_cnn.py"):
+        code.update((Path(__file__).parent / name).read_bytes())
+    return (
+        artifacts_dir()
+        / f"{framework}-cnn-{config.key()}-{code.hexdigest()[:8]}{suffix}"
+    )
 
 
 def save_record(framework: str, config: CNNConfig, record: dict) -> Path:

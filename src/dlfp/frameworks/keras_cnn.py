@@ -2,9 +2,9 @@
 
 The same architecture, initialisation, optimizer, schedule, batches and augmentation as
 :mod:`dlfp.frameworks.torch_cnn`, written the Keras way: a functional model, ``compile``
-and ``fit`` fed by a :class:`keras.utils.PyDataset`. Keras stores images channels-last,
-(N, 28, 28, 1), where PyTorch uses (N, 1, 28, 28). TensorFlow uses a GPU when it sees
-one.
+and ``fit``, fed each epoch's batches as NumPy arrays. Keras stores images
+channels-last, (N, 28, 28, 1), where PyTorch uses (N, 1, 28, 28). TensorFlow uses a GPU
+when it sees one.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ __all__ = ["build_model", "train", "predict_logits", "save", "load"]
 
 
 def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
-    """Two convolution blocks and a classifier; input (N, 28, 28, 1), logits out."""
-    c1, c2 = config.channels
+    """Convolution blocks and a classifier; input (N, 28, 28, 1), logits out."""
 
     def block(x, filters):
         x = layers.Conv2D(
@@ -42,9 +41,10 @@ def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
         return layers.MaxPooling2D(2)(x)
 
     inputs = keras.Input(shape=(28, 28, 1))
-    x = block(block(inputs, c1), c2)
+    x = inputs
+    for filters in config.channels:  # one block per entry
+        x = block(x, filters)
     x = layers.Flatten()(x)
-    x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(config.hidden, activation="relu", kernel_initializer="he_uniform")(
         x
     )
@@ -72,35 +72,25 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"total_steps": self.total_steps}
 
 
-class TrainingData(keras.utils.PyDataset):
-    """Feeds ``fit`` the same augmented batches as the PyTorch loop, channels-last."""
-
-    def __init__(self, batches: Batches):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.batches, self.epoch = batches, 0
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        images, labels = self.batches.batch(self.epoch, i)
-        return images[..., None], labels
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall-clock time of every training epoch."""
+    """Records the wall-clock time of every training epoch, validation excluded (as the
+    PyTorch loop does): the clock stops when ``fit`` starts the validation pass. One
+    timer can serve several calls of ``fit``."""
 
-    def on_train_begin(self, logs=None):
+    def __init__(self):
+        super().__init__()
         self.seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._stop = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._stop is None:
+            self._stop = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        stop = self._stop if self._stop is not None else time.perf_counter()
+        self.seconds.append(stop - self._start)
 
 
 def train(
@@ -129,15 +119,27 @@ def train(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    timer = EpochTimer()
-    fitted = model.fit(
-        TrainingData(batches),
-        epochs=config.epochs,
-        validation_data=(data.validation.images[..., None], data.validation.labels),
-        callbacks=[timer],
-        verbose=2 if verbose else 0,
-    )
-    history = {k: list(map(float, v)) for k, v in fitted.history.items()}
+    # One call of fit per epoch, on that epoch's batches in order (shuffle=False): fit
+    # slices the arrays into consecutive batches of batch_size, which are exactly
+    # Batches' batches. initial_epoch numbers the epochs; the optimizer's step count,
+    # and with it the schedule, carries on from one call to the next.
+    timer, history = EpochTimer(), {}
+    validation = (data.validation.images[..., None], data.validation.labels)
+    for epoch in range(config.epochs):
+        images, labels = batches.epoch(epoch)
+        fitted = model.fit(
+            images[..., None],  # channels last: (n, 28, 28, 1)
+            labels,
+            batch_size=config.batch_size,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            validation_data=validation,
+            callbacks=[timer],
+            verbose=2 if verbose else 0,
+        )
+        for key, values in fitted.history.items():
+            history.setdefault(key, []).extend(map(float, values))
     history["seconds"] = timer.seconds
     return model, history
 
@@ -171,7 +173,13 @@ def export_saved_model(model: keras.Model, path: str | Path) -> Path:
     """Export a TensorFlow SavedModel (a folder): the serving graph and its weights, for
     TensorFlow Serving, TF Lite converters and ``tf.saved_model.load``."""
     path = Path(path)
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    logger = tf.get_logger()  # in notebooks it reports each asset written, on stderr
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+    finally:
+        logger.setLevel(level)
     return path
 
 
@@ -183,10 +191,8 @@ def run_saved_model(path: str | Path, images: np.ndarray) -> np.ndarray:
 
 # --- Training once, for several chapters ----------------------------------------------
 
-NAME, SUFFIX = (
-    "keras",
-    ".keras",
-)  # how this module's runs are filed in the artifacts folder
+# How this module's runs are filed in the artifacts folder.
+NAME, SUFFIX = "keras", ".keras"
 
 
 def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
