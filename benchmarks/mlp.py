@@ -39,7 +39,7 @@ from dlfp.train import batches
 def dlfp_epoch(model, optimizer, X, y, order):
     for idx in order:
         _, dZ = softmax_cross_entropy(model.forward(X[idx], training=True), y[idx])
-        model.backward(dZ)
+        model.backward(dZ, input_grad=False)
         optimizer.step()
 
 

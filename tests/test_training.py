@@ -350,3 +350,34 @@ def test_sequential_is_a_layer():
     outer = Sequential([inner])
     X = rng.standard_normal((2, 3))
     np.testing.assert_array_equal(outer.forward(X), inner.forward(X))
+
+
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((16, 6))
+    model = mlp([6, 5, 3], rng=rng, dtype=np.float64)
+    dZ = rng.standard_normal((16, 3))
+
+    model.forward(X, training=True)
+    dX = model.backward(dZ)
+    full = [p.grad.copy() for p in model.parameters()]
+    model.forward(X, training=True)
+    assert model.backward(dZ, input_grad=False) is None
+    assert dX.shape == X.shape
+    for before, p in zip(full, model.parameters(), strict=True):
+        np.testing.assert_array_equal(before, p.grad)
+
+
+def test_backward_without_input_gradient_still_calls_an_overridden_backward():
+    calls = []
+
+    class Logged(Dense):
+        def backward(self, dout):
+            calls.append(len(dout))
+            return super().backward(dout)
+
+    rng = np.random.default_rng(4)
+    model = Sequential([Logged(4, 3, rng=rng)])
+    model.forward(rng.standard_normal((5, 4)), training=True)
+    model.backward(np.ones((5, 3)), input_grad=False)
+    assert calls == [5]

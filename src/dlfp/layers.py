@@ -96,6 +96,16 @@ class Dense(Layer):
         return Z
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.backward_params(dout)
+        return dout @ self.params["W"].T  # eq. (5.8): dL/dA = Delta W^T
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        """The parameter half of :meth:`backward`: fill ``grads``, return nothing.
+
+        For a network's first layer, whose input is the data, dL/dA is never needed,
+        and skipping its product saves about a quarter of a training step's arithmetic
+        (PyTorch skips it too: the data does not require a gradient).
+        """
         X = self._X
         if X is None:
             raise RuntimeError(
@@ -105,7 +115,6 @@ class Dense(Layer):
         # eq. (5.6): dL/dW = A^T Delta. Written into the existing array, no copy.
         np.matmul(X.T, dout, out=self.grads["W"])
         dout.sum(axis=0, out=self.grads["b"])  # eq. (5.7): dL/db = 1^T Delta
-        return dout @ self.params["W"].T  # eq. (5.8): dL/dA = Delta W^T
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, str) else "custom"

@@ -64,10 +64,22 @@ class Sequential(Layer):
             X = layer.forward(X, training)
         return X
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(
+        self, dout: np.ndarray, *, input_grad: bool = True
+    ) -> np.ndarray | None:
+        """Backpropagate dL/dZ of the last layer; return dL/dX for the input X.
+
+        With ``input_grad=False`` (what training uses) a first :class:`Dense` layer
+        computes only its parameters' gradients, and None is returned. (A subclass of
+        Dense that overrides ``backward`` is always called through it.)
+        """
+        first, *rest = self.layers
+        for layer in reversed(rest):
             dout = layer.backward(dout)
-        return dout
+        if not input_grad and type(first).backward is Dense.backward:
+            first.backward_params(dout)
+            return None
+        return first.backward(dout)
 
     # --- what a model adds -----------------------------------------------------------
 

@@ -100,7 +100,7 @@ def lockstep(
             value, dZ = softmax_cross_entropy(
                 model.forward(X[idx], training=True), y[idx]
             )
-            model.backward(dZ)
+            model.backward(dZ, input_grad=False)
             ours.step()
             losses["dlfp"].append(value)
 

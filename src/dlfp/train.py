@@ -154,7 +154,7 @@ def fit(
                     f"{optimizer.lr:g}; training diverged, so try a smaller learning "
                     "rate."
                 )
-            model.backward(dout)
+            model.backward(dout, input_grad=False)  # dL/dX of the data: not needed
             optimizer.step()
             history.step_loss.append(value)
             total += value * len(idx)
