@@ -159,10 +159,12 @@ def trainable(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-@pytest.mark.parametrize("config", [CNNConfig(), SMALL])
+@pytest.mark.parametrize(
+    "config", [CNNConfig(), SMALL, CNNConfig(channels=(8, 16, 16, 32), hidden=20)]
+)
 def test_both_frameworks_have_the_same_number_of_parameters(keras_cnn, config):
     ours = sum(p.numel() for p in torch_cnn.CNN(config).parameters() if p.requires_grad)
-    assert trainable(keras_cnn.build_model(config)) == ours
+    assert trainable(keras_cnn.build_model(config)) == ours == config.parameter_count()
 
 
 def test_keras_loss_falls_on_a_small_batch(keras_cnn):
