@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 
-from dlfp.data import load_mnist  # noqa: E402
+from dlfp.data import load_mnist_for  # noqa: E402
 from dlfp.frameworks import CNNConfig, keras_cnn, torch_cnn  # noqa: E402
 
 
@@ -47,9 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = CNNConfig(epochs=args.epochs, subset=args.subset)
-    data = load_mnist(
-        validation_size=config.validation_size, subset=config.subset, seed=config.seed
-    )
+    data = load_mnist_for(config)
     torch.set_num_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

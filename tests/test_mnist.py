@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dlfp.cli import main
-from dlfp.data import load_mnist, random_shift
+from dlfp.data import load_mnist, load_mnist_for, random_shift
 from dlfp.model import load, mlp
 from dlfp.recipes import MLPConfig, train_mlp, trained_mlp
 
@@ -21,6 +21,15 @@ TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_s
 @pytest.fixture(scope="module")
 def mnist():
     return load_mnist(validation_size=5000, seed=0)
+
+
+def test_a_recipe_gets_the_split_it_names():
+    config = MLPConfig(subset=2000, validation_size=500, seed=3)
+    data = load_mnist_for(config)
+    assert (len(data.train.labels), len(data.validation.labels)) == (1500, 500)
+    same = load_mnist(subset=2000, validation_size=500, seed=3)
+    np.testing.assert_array_equal(data.train.images, same.train.images)
+    np.testing.assert_array_equal(data.validation.labels, same.validation.labels)
 
 
 def test_random_shift_moves_whole_images():

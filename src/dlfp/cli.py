@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from .data import DataError, load_mnist
+from .data import DataError, load_mnist, load_mnist_for
 from .metrics import confusion_matrix
 from .model import ModelFileError, load
 from .recipes import MLPConfig, train_mlp
@@ -99,12 +99,7 @@ def _train(args) -> int:
         subset=args.subset,
         seed=args.seed,
     )
-    data = load_mnist(
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        folder=args.data_dir,
-    )
+    data = load_mnist_for(config, folder=args.data_dir)
     print(
         f"training {config.hidden} on {len(data.train.labels):,} images, "
         f"validating on {len(data.validation.labels):,}"

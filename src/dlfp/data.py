@@ -51,6 +51,7 @@ __all__ = [
     "data_dir",
     "ensure_mnist",
     "load_mnist",
+    "load_mnist_for",
     "parse_idx",
     "read_idx",
     "random_shift",
@@ -458,6 +459,18 @@ def load_mnist(
 
 
 # --- Augmentation -------------------------------------------------------------------
+
+
+def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
+    """MNIST split as a training recipe asks: :func:`load_mnist` with the recipe's
+    ``validation_size``, ``subset`` and ``seed`` (a :class:`dlfp.recipes.MLPConfig` or a
+    :class:`dlfp.frameworks.CNNConfig`)."""
+    return load_mnist(
+        validation_size=recipe.validation_size,
+        subset=recipe.subset,
+        seed=recipe.seed,
+        folder=folder,
+    )
 
 
 def random_shift(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, optim
-from .data import MNIST, load_mnist, random_shift
+from .data import MNIST, load_mnist_for, random_shift
 from .model import Sequential, load, mlp
 from .train import History, fit
 
@@ -92,11 +92,7 @@ def train_mlp(
         The trained model and its per-epoch training and validation records.
     """
     if data is None:
-        data = load_mnist(
-            validation_size=config.validation_size,
-            subset=config.subset,
-            seed=config.seed,
-        )
+        data = load_mnist_for(config)
     rng = np.random.default_rng(config.seed)
     model = mlp(
         [784, *config.hidden, 10],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_mnist, random_shift
+from ..data import load_mnist_for, random_shift
 from ..recipes import artifacts_dir
 
 __all__ = [
@@ -230,11 +230,7 @@ def trained_run(module, config: CNNConfig, *, verbose: bool = False):
     """
     path = artifact_path(module.NAME, config, module.SUFFIX)
     if load_record(module.NAME, config) is None or not path.exists():
-        data = load_mnist(
-            validation_size=config.validation_size,
-            subset=config.subset,
-            seed=config.seed,
-        )
+        data = load_mnist_for(config)
         model, history = module.train(config, data, verbose=verbose)
         logits = module.predict_logits(model, data.test.images)
         accuracy = float((logits.argmax(axis=1) == data.test.labels).mean())

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from ..data import MNIST, load_mnist  # noqa: E402
+from ..data import MNIST, load_mnist_for  # noqa: E402
 from . import Batches, CNNConfig, learning_rate, trained_run  # noqa: E402
 
 __all__ = ["build_model", "train", "predict_logits", "save", "load"]
@@ -98,11 +98,7 @@ def train(
 ):
     """Train the CNN; return the model and its per-epoch history (a dict of lists)."""
     if data is None:
-        data = load_mnist(
-            validation_size=config.validation_size,
-            subset=config.subset,
-            seed=config.seed,
-        )
+        data = load_mnist_for(config)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     model = build_model(config)

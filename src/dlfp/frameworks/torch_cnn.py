@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import MNIST, load_mnist
+from ..data import MNIST, load_mnist_for
 from . import Batches, CNNConfig, learning_rate, trained_run
 
 __all__ = ["CNN", "device", "train", "predict_logits", "save", "load"]
@@ -93,11 +93,7 @@ def train(
 ):
     """Train the CNN; return the model and its per-epoch history (a dict of lists)."""
     if data is None:
-        data = load_mnist(
-            validation_size=config.validation_size,
-            subset=config.subset,
-            seed=config.seed,
-        )
+        data = load_mnist_for(config)
     dev = device() if dev is None else dev
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
