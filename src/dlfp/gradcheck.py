@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .layers import Layer
+from .layers import Dropout, Layer
 
 __all__ = [
     "numerical_gradient",
@@ -94,16 +94,29 @@ def check_loss(loss: Callable, Z: np.ndarray, y: np.ndarray, h: float = 1e-5) ->
 def check_model(model, X: np.ndarray, y: np.ndarray, loss: Callable, h: float = 1e-5):
     """Relative error of every parameter's gradient in a whole model, end to end.
 
+    The analytic gradient is the one training computes: a forward pass in training
+    mode, then backward. The differences evaluate the same function, so every dropout
+    layer keeps the mask it drew in that forward pass for all of them (a new mask at
+    each evaluation would compare two different functions and report errors of order
+    one for a correct network).
+
     Returns a dict from parameter name (``"0.W"``, ``"0.b"``, ...) to relative error.
     """
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
 
     def f() -> float:
-        return loss(model.forward(X), y)[0]
+        return loss(model.forward(X, training=True), y)[0]
 
-    out = model.forward(X, training=True)
-    model.backward(loss(out, y)[1])
-    analytic = {p.name: p.grad.copy() for p in model.parameters()}
-    return {
-        p.name: rel_error(analytic[p.name], numerical_gradient(f, p.value, h))
-        for p in model.parameters()
-    }
+    for layer in dropouts:
+        layer.reuse_mask, layer._mask = True, None  # the next forward draws, then keeps
+    try:
+        out = model.forward(X, training=True)
+        model.backward(loss(out, y)[1])
+        analytic = {p.name: p.grad.copy() for p in model.parameters()}
+        return {
+            p.name: rel_error(analytic[p.name], numerical_gradient(f, p.value, h))
+            for p in model.parameters()
+        }
+    finally:
+        for layer in dropouts:
+            layer.reuse_mask = False

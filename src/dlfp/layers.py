@@ -143,11 +143,16 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.rng = np.random.default_rng() if rng is None else rng
         self._mask: np.ndarray | None = None
+        #: Reuse the last mask instead of drawing a new one (a gradient check needs
+        #: the same function at every evaluation; see :func:`dlfp.gradcheck.check_model`).
+        self.reuse_mask = False
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         if not training or self.rate == 0.0:
             self._mask = None
             return X
+        if self.reuse_mask and self._mask is not None and self._mask.shape == X.shape:
+            return X * self._mask
         keep = 1.0 - self.rate
         # eq. (9.9): M = [u >= r] / (1 - r), out = X * M
         mask = self.rng.random(X.shape, dtype=X.dtype) >= self.rate

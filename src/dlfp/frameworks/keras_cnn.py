@@ -9,17 +9,16 @@ when it sees one.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow logs from C++ to stderr
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from ._quiet import import_tensorflow
+
+tf = import_tensorflow()  # before Keras: silences TensorFlow's logs on every machine
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 from ..data import MNIST, load_mnist_for  # noqa: E402

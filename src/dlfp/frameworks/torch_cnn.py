@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from ..data import MNIST, load_mnist_for
+from ..threads import requested_threads
 from . import Batches, CNNConfig, learning_rate, trained_run
+
+if (_threads := requested_threads()) is not None:  # DLFP_THREADS caps both pools
+    torch.set_num_threads(_threads)
+    try:
+        torch.set_num_interop_threads(_threads)
+    except RuntimeError:  # only possible before PyTorch's first parallel work
+        pass
 
 __all__ = ["CNN", "device", "train", "predict_logits", "save", "load"]
 

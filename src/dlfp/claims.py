@@ -1,0 +1,116 @@
+"""Claims that hold on a reader's machine: accuracy bounds with a measured margin.
+
+A chapter that asserts "the network reaches at least a% on the test set" is executed on
+every reader's machine, whose CPU and maths libraries round differently from the one the
+recipe was tuned on. ``benchmarks/seeds.py`` trains each recipe from several seeds, and
+again under settings that change the order of floating-point sums (one thread; oneDNN
+off), and keeps every run's accuracy in ``benchmarks/results/seeds.json``. The rule:
+
+    claim <= mean - 3 * max(s, se),        se = sqrt(p (1 - p) / n)
+
+where ``mean`` and ``s`` are the mean and the sample standard deviation of the test
+accuracies of those runs, and ``se`` is the binomial standard error of an accuracy ``p``
+measured on ``n`` test images (the noise that one fixed test set adds on its own).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "ClaimError",
+    "binomial_se",
+    "claim_bound",
+    "check_claim",
+    "load_runs",
+    "results_path",
+    "seed_summary",
+]
+
+#: How many standard deviations below the mean a claim must sit.
+MARGIN_SIGMAS = 3.0
+
+
+class ClaimError(AssertionError):
+    """A claim is above what the measured runs support, or the build fell below it."""
+
+
+def results_path() -> Path:
+    """``benchmarks/results/seeds.json`` of the checkout this package runs from."""
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "seeds.json"
+
+
+def load_runs(recipe: str, path: str | Path | None = None) -> list[dict]:
+    """Every recorded run of ``recipe`` (``"mlp"``, ``"torch"``, ``"keras"``, ...)."""
+    path = results_path() if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No seed results at {path}: run python benchmarks/seeds.py {recipe} "
+            "from the repository's root to measure them."
+        )
+    runs = [r for r in json.loads(path.read_text())["runs"] if r["recipe"] == recipe]
+    if len(runs) < 2:
+        raise ClaimError(
+            f"{path} holds {len(runs)} run(s) of {recipe!r}; a spread needs at least "
+            f"two: run python benchmarks/seeds.py {recipe}."
+        )
+    return runs
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` independent examples."""
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def seed_summary(runs: Sequence[dict], key: str = "test_accuracy") -> dict:
+    """Mean, spread, margin and the highest claim the runs support.
+
+    Returns
+    -------
+    dict
+        ``runs``, ``mean``, ``std`` (sample), ``min``, ``max``, ``se`` (binomial, at the
+        mean), ``margin`` (``3 * max(std, se)``) and ``bound`` (``mean - margin``).
+    """
+    values = [float(r[key]) for r in runs]
+    mean, std = _mean_std(values)
+    se = binomial_se(mean, int(runs[0]["n_test"]))
+    margin = MARGIN_SIGMAS * max(std, se)
+    return {
+        "runs": len(values),
+        "mean": mean,
+        "std": std,
+        "min": min(values),
+        "max": max(values),
+        "se": se,
+        "margin": margin,
+        "bound": mean - margin,
+    }
+
+
+def claim_bound(runs: Sequence[dict]) -> float:
+    """The highest test accuracy a chapter may claim for the recipe behind ``runs``."""
+    return seed_summary(runs)["bound"]
+
+
+def check_claim(claim: float, achieved: float, runs: Sequence[dict]) -> None:
+    """Fail unless ``claim`` respects the margin rule and ``achieved`` reaches it."""
+    bound = claim_bound(runs)
+    if claim > bound:
+        raise ClaimError(
+            f"The claim {claim:.2%} is above {bound:.2%}, what the recorded runs support "
+            "(mean - 3 sigma): lower it or improve the recipe."
+        )
+    if achieved < claim:
+        raise ClaimError(
+            f"This build reached {achieved:.2%}, below the claimed {claim:.2%}: the "
+            "recipe or the data changed; rerun benchmarks/seeds.py and look."
+        )

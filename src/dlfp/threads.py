@@ -1,0 +1,72 @@
+"""How many threads the maths libraries use, and the one setting that changes it.
+
+A result computed with a different number of threads can differ in its last bits: the
+sums are split and added in another order. The book's claims are measured with one and
+with all of the machine's threads (``benchmarks/seeds.py``), and every timing records
+the settings it ran under. ``DLFP_THREADS`` (else ``OMP_NUM_THREADS``), when set, caps
+the threads of both pools (intra-op and inter-op) of PyTorch and TensorFlow when
+:mod:`dlfp.frameworks` imports them; ``OMP_NUM_THREADS`` caps NumPy's BLAS too, when
+set before NumPy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["available_cores", "requested_threads", "thread_settings"]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not all the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def requested_threads() -> int | None:
+    """The thread count asked for by ``DLFP_THREADS``, else by ``OMP_NUM_THREADS``.
+
+    None when neither is set: each library then picks its own (one per core).
+    """
+    for name in ("DLFP_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(name, "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(
+                    f"{name} must be a whole number of threads, 1 or more, not {text!r}."
+                )
+            return int(text)
+    return None
+
+
+def thread_settings() -> dict:
+    """The threads of every pool loaded in this process, and the settings behind them.
+
+    Only libraries already imported are asked, so calling this imports nothing heavy.
+    """
+    settings: dict = {"cores": available_cores()}
+    for name in ("OMP_NUM_THREADS", "DLFP_THREADS", "TF_ENABLE_ONEDNN_OPTS"):
+        if os.environ.get(name):
+            settings[name] = os.environ[name]
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # an optional dependency: the book and tests install it
+        pass
+    else:
+        settings["blas"] = [
+            f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        settings["torch_intra_op"] = torch.get_num_threads()
+        settings["torch_inter_op"] = torch.get_num_interop_threads()
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        threading = tf.config.threading
+        # 0 means "TensorFlow decides": one thread per available core.
+        settings["tf_intra_op"] = threading.get_intra_op_parallelism_threads()
+        settings["tf_inter_op"] = threading.get_inter_op_parallelism_threads()
+    return settings
