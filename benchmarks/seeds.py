@@ -29,7 +29,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "seeds.json"
 RECIPES = ("mlp", "torch", "keras")
-SMOKE = {"epochs": 1, "validation_size": 500}  # with --subset: a quick check of the script, never recorded
+# With --subset: a quick check of the script, never recorded.
+SMOKE = {"epochs": 1, "validation_size": 500}
 
 
 def variants(recipe: str, seeds: list[int]) -> list[dict]:
@@ -107,8 +108,14 @@ def record(run: dict, path: Path = RESULTS) -> None:
     """Add a run to the results file (replacing an earlier run of the same settings)."""
     runs = json.loads(path.read_text())["runs"] if path.is_file() else []
     runs = [r for r in runs if not same_run(r, run)] + [run]
-    runs.sort(key=lambda r: (RECIPES.index(r["recipe"]), r["threads"] or 0,
-                             r["onednn"] if r["onednn"] is not None else 9, r["seed"]))
+    runs.sort(
+        key=lambda r: (
+            RECIPES.index(r["recipe"]),
+            r["threads"] or 0,
+            r["onednn"] if r["onednn"] is not None else 9,
+            r["seed"],
+        )
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
@@ -130,12 +137,20 @@ def main() -> None:
     parser.add_argument("recipes", nargs="*", help=f"any of {', '.join(RECIPES)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--summary", action="store_true", help="print the summary")
-    parser.add_argument("--only-defaults", action="store_true",
-                        help="skip the perturbed runs")
-    parser.add_argument("--only-perturbed", action="store_true",
-                        help="run only the perturbed settings of the first seed")
-    parser.add_argument("--subset", type=int, default=None,
-                        help="a 1-epoch check on this many images; nothing is recorded")
+    parser.add_argument(
+        "--only-defaults", action="store_true", help="skip the perturbed runs"
+    )
+    parser.add_argument(
+        "--only-perturbed",
+        action="store_true",
+        help="run only the perturbed settings of the first seed",
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="a 1-epoch check on this many images; nothing is recorded",
+    )
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -146,8 +161,13 @@ def main() -> None:
         recipe, seed, threads, onednn, subset = (
             None if a == "-" else a for a in args.child
         )
-        run = run_one(recipe, int(seed), threads and int(threads),
-                      onednn and int(onednn), subset and int(subset))
+        run = run_one(
+            recipe,
+            int(seed),
+            threads and int(threads),
+            onednn and int(onednn),
+            subset and int(subset),
+        )
         print(json.dumps(run), flush=True)
         return
     if args.summary:
@@ -161,11 +181,18 @@ def main() -> None:
             ):
                 continue
             argv = [recipe, v["seed"], v["threads"], v["onednn"], args.subset]
-            child = [sys.executable, __file__, "--child",
-                     *("-" if a is None else str(a) for a in argv)]
+            child = [
+                sys.executable,
+                __file__,
+                "--child",
+                *("-" if a is None else str(a) for a in argv),
+            ]
             out = subprocess.run(
-                child, env=environment(v["threads"], v["onednn"]),
-                capture_output=True, text=True, check=False,
+                child,
+                env=environment(v["threads"], v["onednn"]),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode:
                 sys.exit(f"run {argv} failed:\n{out.stderr[-3000:]}")

@@ -169,24 +169,34 @@ def test_stable_for_extreme_inputs():
 
 # --- Against PyTorch autograd, float64 ----------------------------------------------
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+# Only these comparisons need PyTorch: each asks for the fixture, and skips without it;
+# every check above runs with NumPy alone.
 
-TORCH_ACTIVATIONS = {
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.05),
-    "softmax": lambda t: torch.softmax(t, dim=1),
-}
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch", reason="PyTorch is not installed")
+
+
+def torch_activations(torch):
+    return {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.05),
+        "softmax": lambda t: torch.softmax(t, dim=1),
+    }
 
 
 def t64(a):
+    import torch
+
     return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("name", LAYERS)
-def test_layers_match_pytorch(name, seed):
+def test_layers_match_pytorch(torch, name, seed):
     rng, B, n_in, n_out = case(seed)
     layer = LAYERS[name](rng, n_in, n_out)
     X = away_from_kinks(rng.standard_normal((B, n_in)))
@@ -198,7 +208,7 @@ def test_layers_match_pytorch(name, seed):
         W, b = t64(layer.params["W"]), t64(layer.params["b"])
         ref = Xt @ W + b
     else:
-        ref = TORCH_ACTIVATIONS[name](Xt)
+        ref = torch_activations(torch)[name](Xt)
     (ref * torch.from_numpy(R)).sum().backward()
     np.testing.assert_allclose(
         ours,
@@ -229,24 +239,24 @@ def test_layers_match_pytorch(name, seed):
         )
 
 
-TORCH_LOSSES = {
-    "mse": lambda z, y: torch.nn.functional.mse_loss(z, y),
-    "binary_cross_entropy_with_logits": lambda z, y: (
-        torch.nn.functional.binary_cross_entropy_with_logits(z, y)
-    ),
-    "softmax_cross_entropy": lambda z, y: torch.nn.functional.cross_entropy(z, y),
-}
+def torch_losses(torch):
+    F = torch.nn.functional
+    return {
+        "mse": F.mse_loss,
+        "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+        "softmax_cross_entropy": F.cross_entropy,
+    }
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("name", LOSSES)
-def test_losses_match_pytorch(name, seed):
+def test_losses_match_pytorch(torch, name, seed):
     rng, B, _, K = case(seed)
     Z, y = LOSSES[name](rng, B, K)
     value, grad = losses.get(name)(Z, y)
     Zt = t64(Z)
     yt = torch.from_numpy(np.asarray(y))
-    ref = TORCH_LOSSES[name](Zt, yt)
+    ref = torch_losses(torch)[name](Zt, yt)
     ref.backward()
     assert value == pytest.approx(ref.item(), rel=1e-12), (
         f"{name}: {value} vs {ref.item()}"
@@ -261,7 +271,7 @@ def test_losses_match_pytorch(name, seed):
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
-def test_whole_network_matches_pytorch(depth):
+def test_whole_network_matches_pytorch(torch, depth):
     rng = np.random.default_rng(depth)
     sizes = [6] + [5] * (depth - 1) + [3]
     model = mlp(sizes, "tanh", rng=rng, dtype=np.float64)

@@ -106,8 +106,8 @@ def check_claim(claim: float, achieved: float, runs: Sequence[dict]) -> None:
     bound = claim_bound(runs)
     if claim > bound:
         raise ClaimError(
-            f"The claim {claim:.2%} is above {bound:.2%}, what the recorded runs support "
-            "(mean - 3 sigma): lower it or improve the recipe."
+            f"The claim {claim:.2%} is above {bound:.2%}, what the recorded runs "
+            "support (mean - 3 sigma): lower it or improve the recipe."
         )
     if achieved < claim:
         raise ClaimError(

@@ -3,16 +3,19 @@
 ``dlfp train mlp`` trains the book's MNIST network (:mod:`dlfp.recipes`) with a progress
 bar, prints the test accuracy and saves the model; ``dlfp evaluate FILE`` reports the
 accuracy and confusion matrix of a saved model on the MNIST test set. Errors a user can
-fix (missing data, a file that is not a model) are printed as one sentence, with exit
-status 2 and no traceback.
+fix (missing data, a file that is not a model, an option that cannot work) are printed
+as one sentence, with exit status 2 and no traceback; options are checked before any
+training starts, so a mistake never costs a finished run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .data import DataError, load_mnist, load_mnist_for
 from .metrics import confusion_matrix
@@ -87,7 +90,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_train_args(args) -> None:
+    """Refuse, before any data is read or any step is trained, what would fail later.
+
+    Raises ``ValueError`` with one sentence naming the option and what to do.
+    """
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be 1 or more, got {value}.")
+    if args.subset is not None and not MIN_SUBSET <= args.subset <= 60000:
+        raise ValueError(
+            f"--subset must be between {MIN_SUBSET} (enough to leave a tenth for "
+            f"validation) and 60000, the training images, got {args.subset}."
+        )
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}.")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}.")
+    if args.max_shift < 0:
+        raise ValueError(f"--max-shift must be 0 or more, got {args.max_shift}.")
+    folder = Path(args.output).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ValueError(
+            f"the folder {folder} for --output does not exist; create it first or "
+            "choose another path, so the trained model is not lost."
+        )
+    if not os.access(folder, os.W_OK):
+        raise ValueError(
+            f"the folder {folder} for --output is not writable; choose another path, "
+            "so the trained model is not lost."
+        )
+
+
+#: The smallest --subset that leaves a validation split (a tenth, at least one image).
+MIN_SUBSET = 10
+
+
 def _train(args) -> int:
+    _check_train_args(args)
     config = MLPConfig(
         hidden=args.hidden,
         epochs=args.epochs,

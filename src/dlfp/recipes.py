@@ -11,21 +11,20 @@ says where they cannot (dropout and augmentation pay off over long runs).
 
 Trained models are kept in an *artifacts* folder so that a later chapter can look
 inside the network an earlier chapter trained without training it again: the folder
-named by ``DLFP_ARTIFACTS``, else ``~/.cache/dlfp/artifacts``.
+named by ``DLFP_ARTIFACTS``, else ``~/.cache/dlfp/artifacts`` (:mod:`dlfp.artifacts`),
+under a name that changes with the configuration, the code and the package versions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, optim
+from .artifacts import artifacts_dir, fingerprint
 from .data import MNIST, load_mnist_for, random_shift
 from .model import Sequential, load, mlp
 from .train import History, fit
@@ -57,20 +56,19 @@ class MLPConfig:
     seed: int = 0
 
     def key(self) -> str:
-        """A short hash of the configuration and library version: the file's name."""
-        text = json.dumps(
-            {**dataclasses.asdict(self), "dlfp": __version__}, sort_keys=True
+        """A short hash of the configuration, the code that trains it and the versions
+        of the packages that compute it: the name of the file the model is kept in."""
+        return fingerprint(
+            {**dataclasses.asdict(self), "dlfp": __version__}, MLP_SOURCES, MLP_PACKAGES
         )
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def artifacts_dir() -> Path:
-    """Where trained models wait for later chapters: ``$DLFP_ARTIFACTS`` or a cache."""
-    configured = os.environ.get("DLFP_ARTIFACTS", "").strip()
-    if configured:
-        return Path(configured).expanduser().resolve()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "dlfp" / "artifacts"
+#: The modules whose code decides the trained MLP's numbers, and the packages.
+MLP_SOURCES = (
+    "recipes.py", "train.py", "model.py", "layers.py", "activations.py", "init.py",
+    "optim.py", "losses.py", "data.py",
+)  # fmt: skip
+MLP_PACKAGES = ("numpy",)
 
 
 def train_mlp(

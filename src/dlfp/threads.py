@@ -34,7 +34,8 @@ def requested_threads() -> int | None:
         if text:
             if not text.isdigit() or int(text) < 1:
                 raise ValueError(
-                    f"{name} must be a whole number of threads, 1 or more, not {text!r}."
+                    f"{name} must be a whole number of threads, 1 or more, "
+                    f"not {text!r}."
                 )
             return int(text)
     return None

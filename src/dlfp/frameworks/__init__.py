@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import artifacts_dir, fingerprint
 from ..data import load_mnist_for, random_shift
-from ..recipes import artifacts_dir
 
 __all__ = [
     "CNNConfig",
@@ -178,17 +178,29 @@ def count_lines(*objects) -> int:
 def artifact_path(framework: str, config: CNNConfig, suffix: str) -> Path:
     """Where a chapter keeps what it trained: ``<artifacts>/<framework>-cnn-<key>...``.
 
-    The folder is :func:`dlfp.recipes.artifacts_dir` (``$DLFP_ARTIFACTS``). The name
-    hashes the configuration and the code that builds and trains the model, so a model
-    saved before either changed is never mistaken for a current one.
+    The folder is :func:`dlfp.artifacts.artifacts_dir` (``$DLFP_ARTIFACTS``). The name
+    hashes the configuration, the code that builds and trains the model (the data code
+    included) and the versions of the packages that compute it, so a model saved
+    before any of them changed is never mistaken for a current one.
     """
-    code = hashlib.sha256()
-    for name in ("__init__.py", f"{framework}_cnn.py"):
-        code.update((Path(__file__).parent / name).read_bytes())
-    return (
-        artifacts_dir()
-        / f"{framework}-cnn-{config.key()}-{code.hexdigest()[:8]}{suffix}"
+    sources = [f"frameworks/{name}" for name in FRAMEWORK_SOURCES[framework]]
+    key = fingerprint(
+        dataclasses.asdict(config),
+        [*sources, "data.py"],
+        FRAMEWORK_PACKAGES[framework],
     )
+    return artifacts_dir() / f"{framework}-cnn-{key}{suffix}"
+
+
+#: The code and the packages whose versions decide each framework's trained numbers.
+FRAMEWORK_SOURCES = {
+    "torch": ("__init__.py", "torch_cnn.py"),
+    "keras": ("__init__.py", "keras_cnn.py", "_quiet.py"),
+}
+FRAMEWORK_PACKAGES = {
+    "torch": ("numpy", "torch"),
+    "keras": ("numpy", "tensorflow", "tensorflow-cpu", "keras"),
+}
 
 
 def save_record(framework: str, config: CNNConfig, record: dict) -> Path:

@@ -1,0 +1,274 @@
+"""What keeps the book true on a reader's machine and the command line from losing work:
+the margin rule for claims, caches keyed on code and versions, checked options and model
+files, and a TensorFlow import that writes nothing to stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dlfp import artifacts, claims, recipes
+from dlfp.cli import main
+from dlfp.model import ModelFileError, load, mlp
+
+# --- The margin rule -----------------------------------------------------------------
+
+
+def runs(*accuracies, n=10_000):
+    return [{"test_accuracy": a, "n_test": n} for a in accuracies]
+
+
+def test_the_bound_uses_the_larger_of_the_spread_and_the_binomial_error():
+    # A tiny spread: the test set's own noise sets the margin.
+    tight = claims.seed_summary(runs(0.9900, 0.9901, 0.9899))
+    se = math.sqrt(0.99 * 0.01 / 10_000)
+    assert tight["se"] == pytest.approx(se, rel=1e-3)
+    assert tight["bound"] == pytest.approx(0.99 - 3 * se, abs=1e-6)
+    # A wide spread: the seeds set it.
+    wide = claims.seed_summary(runs(0.990, 0.994, 0.986))
+    assert wide["std"] == pytest.approx(0.004)
+    assert wide["bound"] == pytest.approx(0.990 - 3 * 0.004)
+
+
+def test_a_claim_above_the_bound_or_above_the_build_fails():
+    measured = runs(0.990, 0.991, 0.989)
+    claims.check_claim(0.98, 0.985, measured)
+    with pytest.raises(claims.ClaimError, match="above .* what the recorded runs"):
+        claims.check_claim(0.989, 0.995, measured)
+    with pytest.raises(claims.ClaimError, match="below the claimed"):
+        claims.check_claim(0.98, 0.979, measured)
+
+
+def test_seed_results_are_read_per_recipe_and_need_two_runs(tmp_path):
+    path = tmp_path / "seeds.json"
+    path.write_text(json.dumps({"runs": [
+        {"recipe": "mlp", "test_accuracy": 0.99, "n_test": 10},
+        {"recipe": "mlp", "test_accuracy": 0.98, "n_test": 10},
+        {"recipe": "torch", "test_accuracy": 0.99, "n_test": 10},
+    ]}))  # fmt: skip
+    assert len(claims.load_runs("mlp", path)) == 2
+    with pytest.raises(claims.ClaimError, match="at least two"):
+        claims.load_runs("torch", path)
+    with pytest.raises(FileNotFoundError, match="benchmarks/seeds.py"):
+        claims.load_runs("mlp", tmp_path / "none.json")
+
+
+def test_the_repository_keeps_seed_results_for_every_asserted_recipe():
+    for recipe in ("mlp", "torch", "keras"):
+        measured = claims.load_runs(recipe)
+        assert len({r["seed"] for r in measured}) >= 5, recipe
+        assert any(r["threads"] == 1 for r in measured), recipe
+    onednn = {r["onednn"] for r in claims.load_runs("keras")}
+    assert {0, 1} <= onednn
+
+
+# --- Caches that cannot go stale ------------------------------------------------------
+
+TINY = recipes.MLPConfig(
+    hidden=(8,), epochs=1, validation_size=100, subset=600, max_shift=0
+)
+
+
+def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path / "artifacts"))
+    trained = []
+    real = recipes.train_mlp
+
+    def counting(config, *args, **kwargs):
+        trained.append(config)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(recipes, "train_mlp", counting)
+    recipes.trained_mlp(TINY)
+    recipes.trained_mlp(TINY)
+    assert len(trained) == 1, "an unchanged recipe must be loaded, not retrained"
+
+    # Another version of NumPy computes other numbers: a new key, a new training.
+    versions = artifacts.package_versions
+    monkeypatch.setattr(
+        artifacts,
+        "package_versions",
+        lambda packages: {**versions(packages), "numpy": "0.0-other"},
+    )
+    recipes.trained_mlp(TINY)
+    assert len(trained) == 2
+    monkeypatch.setattr(artifacts, "package_versions", versions)
+
+    # So does changed training code.
+    code = tmp_path / "train.py"
+    code.write_text("# the training loop\n")
+    sources = (*recipes.MLP_SOURCES, str(code))
+    monkeypatch.setattr(recipes, "MLP_SOURCES", sources)
+    recipes.trained_mlp(TINY)
+    recipes.trained_mlp(TINY)
+    code.write_text("# the training loop, changed\n")
+    recipes.trained_mlp(TINY)
+    assert len(trained) == 4
+
+
+def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
+    from dlfp import frameworks
+
+    config = frameworks.CNNConfig()
+    path = frameworks.artifact_path("torch", config, ".pt")
+    assert path == frameworks.artifact_path("torch", config, ".pt")
+    versions = artifacts.package_versions
+    for package in ("torch", "numpy"):
+        monkeypatch.setattr(
+            artifacts,
+            "package_versions",
+            lambda names, p=package: {**versions(names), p: "0.0-other"},
+        )
+        assert frameworks.artifact_path("torch", config, ".pt") != path, package
+    monkeypatch.setattr(artifacts, "package_versions", versions)
+    keras_path = frameworks.artifact_path("keras", config, ".keras")
+    monkeypatch.setattr(
+        artifacts,
+        "package_versions",
+        lambda names: {**versions(names), "tensorflow-cpu": "0.0-other"},
+    )
+    assert frameworks.artifact_path("keras", config, ".keras") != keras_path
+    monkeypatch.setattr(artifacts, "package_versions", versions)
+    # The data code is part of every framework's key: edit it, and the key changes.
+    fake_data = artifacts.PACKAGE_ROOT / "data.py"
+    real_read = type(fake_data).read_bytes
+
+    def edited(self):
+        text = real_read(self)
+        return text + b"# edited" if self.name == "data.py" else text
+
+    monkeypatch.setattr(type(fake_data), "read_bytes", edited)
+    assert frameworks.artifact_path("torch", config, ".pt") != path
+
+
+def test_fingerprint_reads_every_named_source(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    key = artifacts.fingerprint({"seed": 0}, [a, b], ["numpy"])
+    assert key == artifacts.fingerprint({"seed": 0}, [a, b], ["numpy"])
+    b.write_text("y = 3\n")
+    assert key != artifacts.fingerprint({"seed": 0}, [a, b], ["numpy"])
+    assert key != artifacts.fingerprint({"seed": 1}, [a, b], ["numpy"])
+
+
+# --- The command line never loses work ------------------------------------------------
+
+
+def one_sentence_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, f"{argv}: exit status {code}"
+    assert err.startswith("dlfp: error: ") and "Traceback" not in err, err
+    assert err.strip().endswith(".") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--epochs", "0"], "--epochs must be 1 or more"),
+        (["--batch-size", "0"], "--batch-size must be 1 or more"),
+        (["--batch-size", "-5"], "--batch-size must be 1 or more"),
+        (["--subset", "5"], "--subset must be between 10"),
+        (["--subset", "70000"], "--subset must be between 10"),
+        (["--dropout", "1"], "--dropout must be in [0, 1)"),
+        (["--lr", "0"], "--lr must be positive"),
+        (["--output", "/nonexistent-folder/model.npz"], "does not exist"),
+    ],
+)
+def test_bad_options_fail_before_any_training(capsys, monkeypatch, options, message):
+    def never(*args, **kwargs):
+        raise AssertionError("training started despite a bad option")
+
+    monkeypatch.setattr("dlfp.cli.train_mlp", never)
+    monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
+    err = one_sentence_error(capsys, ["train", "mlp", "--no-progress", *options])
+    assert message in err
+
+
+def saved_spec(tmp_path):
+    model = mlp([3, 4, 2], rng=np.random.default_rng(0))
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        entries = {k: archive[k] for k in archive.files}
+    return entries, json.loads(str(entries["__spec__"]))
+
+
+def with_spec(tmp_path, name, entries, spec):
+    path = tmp_path / name
+    np.savez(path, **{**entries, "__spec__": np.array(json.dumps(spec))})
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda spec: [spec], "holds a list where a model's description"),
+        (lambda spec: {k: v for k, v in spec.items() if k != "dtype"}, "which dtype"),
+        (lambda spec: {**spec, "dtype": "float16"}, "names the dtype 'float16'"),
+        (lambda spec: {**spec, "dtype": "no-such-type"}, "names the dtype"),
+        (lambda spec: {**spec, "layers": []}, "describes no layers"),
+        (
+            lambda spec: {
+                **spec,
+                "layers": [{**spec["layers"][0], "units": 4}, *spec["layers"][1:]],
+            },
+            "layer 0 (Dense) has arguments",
+        ),
+        (
+            lambda spec: {**spec, "layers": [{"type": "Conv9D"}]},
+            "unknown type 'Conv9D'",
+        ),
+    ],
+)
+def test_damaged_model_files_fail_in_one_sentence(tmp_path, capsys, change, message):
+    entries, spec = saved_spec(tmp_path)
+    path = with_spec(tmp_path, "bad.npz", entries, change(spec))
+    with pytest.raises(ModelFileError) as err:
+        load(path)
+    text = str(err.value)
+    assert message in text and text.endswith(".") and "\n" not in text
+    assert message in one_sentence_error(capsys, ["evaluate", str(path)])
+
+
+# --- No framework noise ---------------------------------------------------------------
+
+
+def test_tensorflow_writes_nothing_to_stderr():
+    """A fresh process imports the Keras module, builds the CNN and runs it: stderr
+    stays empty even when the environment asks TensorFlow for every log line and
+    turns oneDNN on (whose banner other CPUs print)."""
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from dlfp.frameworks import CNNConfig, keras_cnn
+        model = keras_cnn.build_model(CNNConfig())
+        logits = keras_cnn.predict_logits(model, np.zeros((4, 28, 28), np.float32))
+        assert logits.shape == (4, 10)
+        print("ok")
+        """
+    )
+    env = {
+        **__import__("os").environ,
+        "TF_CPP_MIN_LOG_LEVEL": "0",
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert result.stderr == "", f"TensorFlow wrote to stderr:\n{result.stderr}"
+
+
+def test_configs_are_plain_data():
+    assert dataclasses.asdict(TINY)["hidden"] == (8,)
