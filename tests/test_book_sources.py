@@ -11,8 +11,6 @@ import yaml
 
 from .conftest import ROOT
 
-jupytext = pytest.importorskip("jupytext", reason="the book extra is not installed")
-
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 PAGES = [TOC["root"]] + [c["file"] for p in TOC["parts"] for c in p["chapters"]]
 CHAPTERS = [p for p in PAGES if "```{code-cell}" in (ROOT / f"{p}.md").read_text()]
@@ -20,6 +18,7 @@ CHAPTERS = [p for p in PAGES if "```{code-cell}" in (ROOT / f"{p}.md").read_text
 
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_chapter_is_a_python_notebook(page):
+    jupytext = pytest.importorskip("jupytext", reason="the book extra is not installed")
     notebook = jupytext.read(ROOT / f"{page}.md")
     assert notebook.metadata["kernelspec"]["name"] == "python3"
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlfp.claims import check_claim, claim_for, load_runs
 from dlfp.data import load_mnist
 from dlfp.frameworks import Batches, CNNConfig, count_lines, learning_rate
 
@@ -228,7 +229,7 @@ def test_torch_cnn_reaches_its_claim(torch_cnn, mnist):
     model, _ = torch_cnn.train(CNNConfig(), mnist)
     logits = torch_cnn.predict_logits(model, mnist.test.images)
     accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
-    assert accuracy >= 0.993, f"PyTorch CNN test accuracy {accuracy:.4f}"
+    check_claim(claim_for("torch"), accuracy, load_runs("torch"))
 
 
 @pytest.mark.slow
@@ -236,4 +237,4 @@ def test_keras_cnn_reaches_its_claim(keras_cnn, mnist):
     model, _ = keras_cnn.train(CNNConfig(), mnist)
     logits = keras_cnn.predict_logits(model, mnist.test.images)
     accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
-    assert accuracy >= 0.993, f"Keras CNN test accuracy {accuracy:.4f}"
+    check_claim(claim_for("keras"), accuracy, load_runs("keras"))

@@ -19,3 +19,13 @@ def test_readme_example_runs(capsys):
     assert "epoch   1/1" in out
     loss, accuracy = eval(out.strip().splitlines()[-1])
     assert accuracy > 0.9
+
+
+def test_readme_accuracies_are_the_book_claims():
+    """The README quotes the claims the chapters compute from the recorded seed runs."""
+    from dlfp.claims import claim_for
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"above {100 * claim_for('mlp'):.1f}% test accuracy" in readme
+    cnn = min(claim_for("torch"), claim_for("keras"))
+    assert f"each above {100 * cnn:.1f}%" in readme

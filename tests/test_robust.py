@@ -46,6 +46,18 @@ def test_a_claim_above_the_bound_or_above_the_build_fails():
         claims.check_claim(0.98, 0.979, measured)
 
 
+def test_a_claim_is_the_bound_rounded_down_to_a_tenth_of_a_point(tmp_path):
+    path = tmp_path / "seeds.json"
+    measured = [{"recipe": "mlp", **r} for r in runs(0.9910, 0.9930, 0.9920)]
+    path.write_text(json.dumps({"runs": measured}))
+    bound = claims.claim_bound(measured)  # 0.992 - 3 * 0.001 = 0.989
+    assert bound == pytest.approx(0.989)
+    assert claims.claim_for("mlp", path) == pytest.approx(0.989)
+    measured[0]["test_accuracy"] = 0.9909
+    path.write_text(json.dumps({"runs": measured}))
+    assert claims.claim_for("mlp", path) == pytest.approx(0.988)
+
+
 def test_seed_results_are_read_per_recipe_and_need_two_runs(tmp_path):
     path = tmp_path / "seeds.json"
     path.write_text(json.dumps({"runs": [
@@ -272,3 +284,71 @@ def test_tensorflow_writes_nothing_to_stderr():
 
 def test_configs_are_plain_data():
     assert dataclasses.asdict(TINY)["hidden"] == (8,)
+
+
+# --- NumPy alone ----------------------------------------------------------------------
+
+#: The modules that exist to run a framework; every other one must import without it.
+FRAMEWORK_MODULES = {
+    "dlfp.torch_reference",
+    "dlfp.frameworks.torch_cnn",
+    "dlfp.frameworks.keras_cnn",
+    "dlfp.frameworks._quiet",
+    "dlfp.frameworks.compare",
+}
+
+
+def test_dlfp_and_its_checks_need_numpy_alone():
+    """In a process where PyTorch and TensorFlow cannot be imported, every other module
+    of dlfp imports, and a gradient check of a network with dropout passes."""
+    script = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys
+
+        class Blocked:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {{"torch", "tensorflow", "keras", "jax"}}:
+                    raise ImportError(f"{{name}} is blocked in this test")
+
+        sys.meta_path.insert(0, Blocked())
+        import numpy as np
+        import dlfp
+        skip = {sorted(FRAMEWORK_MODULES)!r}
+        names = [m.name for m in pkgutil.walk_packages(dlfp.__path__, "dlfp.")]
+        for name in names:
+            if name not in skip:
+                importlib.import_module(name)
+        from dlfp.gradcheck import check_model
+        from dlfp.losses import softmax_cross_entropy
+        from dlfp.model import mlp
+        rng = np.random.default_rng(0)
+        model = mlp([5, 6, 3], "tanh", dropout=0.5, rng=rng, dtype=np.float64)
+        X, y = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
+        worst = max(check_model(model, X, y, softmax_cross_entropy).values())
+        assert worst < 1e-7, worst
+        print(len(names))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 15  # the walk found the package's modules
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.6])
+def test_gradient_check_of_a_network_with_dropout_uses_one_mask(rate):
+    from dlfp.gradcheck import check_model
+    from dlfp.losses import softmax_cross_entropy
+
+    rng = np.random.default_rng(1)
+    model = mlp([6, 7, 5, 3], "tanh", dropout=rate, rng=rng, dtype=np.float64)
+    X, y = rng.standard_normal((9, 6)), rng.integers(0, 3, 9)
+    errors = check_model(model, X, y, softmax_cross_entropy)
+    assert max(errors.values()) < 1e-7, errors
+    # The masks are drawn afresh again once the check is over.
+    dropout = [layer for layer in model.layers if hasattr(layer, "reuse_mask")]
+    assert all(not layer.reuse_mask for layer in dropout)
+    if rate:
+        first = model.forward(X, training=True)
+        assert not np.array_equal(first, model.forward(X, training=True))

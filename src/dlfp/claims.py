@@ -25,9 +25,11 @@ __all__ = [
     "binomial_se",
     "claim_bound",
     "check_claim",
+    "claim_for",
     "load_runs",
     "results_path",
     "seed_summary",
+    "seed_table",
 ]
 
 #: How many standard deviations below the mean a claim must sit.
@@ -101,6 +103,15 @@ def claim_bound(runs: Sequence[dict]) -> float:
     return seed_summary(runs)["bound"]
 
 
+def claim_for(
+    recipe: str, path: str | Path | None = None, step: float = 0.001
+) -> float:
+    """The claim a chapter makes for ``recipe``: its bound rounded down to ``step``
+    (a tenth of a percentage point), from the recorded runs."""
+    bound = claim_bound(load_runs(recipe, path))
+    return math.floor(bound / step + 1e-9) * step
+
+
 def check_claim(claim: float, achieved: float, runs: Sequence[dict]) -> None:
     """Fail unless ``claim`` respects the margin rule and ``achieved`` reaches it."""
     bound = claim_bound(runs)
@@ -114,3 +125,40 @@ def check_claim(claim: float, achieved: float, runs: Sequence[dict]) -> None:
             f"This build reached {achieved:.2%}, below the claimed {claim:.2%}: the "
             "recipe or the data changed; rerun benchmarks/seeds.py and look."
         )
+
+
+def _setting(run: dict) -> str:
+    parts = []
+    if run.get("threads") is not None:
+        parts.append(f"{run['threads']} thread{'s' if run['threads'] > 1 else ''}")
+    if run.get("onednn") is not None:
+        parts.append(f"oneDNN {'on' if run['onednn'] else 'off'}")
+    return ", ".join(parts) or "defaults"
+
+
+def seed_table(runs: Sequence[dict]):
+    """The runs as a table (seed, setting, validation and test accuracy in %), with a
+    last row for the mean and the sample standard deviation."""
+    from .report import Table
+
+    ordered = sorted(runs, key=lambda r: (_setting(r) != "defaults", r["seed"]))
+    rows = [
+        [
+            str(r["seed"]),
+            _setting(r),
+            f"{100 * r['val_accuracy']:.2f}",
+            f"{100 * r['test_accuracy']:.2f}",
+        ]
+        for r in ordered
+    ]
+    val = seed_summary(runs, "val_accuracy")
+    test = seed_summary(runs)
+    rows.append(
+        [
+            "**all**",
+            f"mean ± s over {len(runs)} runs",
+            f"{100 * val['mean']:.2f} ± {100 * val['std']:.2f}",
+            f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f}",
+        ]
+    )
+    return Table(["seed", "setting", "validation %", "test %"], rows)

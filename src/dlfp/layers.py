@@ -143,8 +143,8 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.rng = np.random.default_rng() if rng is None else rng
         self._mask: np.ndarray | None = None
-        #: Reuse the last mask instead of drawing a new one (a gradient check needs
-        #: the same function at every evaluation; see :func:`dlfp.gradcheck.check_model`).
+        #: Reuse the last mask instead of drawing a new one: a gradient check needs the
+        #: same function at every evaluation (:func:`dlfp.gradcheck.check_model`).
         self.reuse_mask = False
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:

@@ -295,6 +295,45 @@ def mlp(
     return Sequential(layers)
 
 
+def _check_spec(path: Path, spec: Any) -> np.dtype:
+    """Raise :class:`ModelFileError` unless ``spec`` describes a model; its dtype."""
+    if not isinstance(spec, dict):
+        raise ModelFileError(
+            f"{path} holds a {type(spec).__name__} where a model's description (a JSON "
+            "object) belongs; the file is damaged or not a dlfp model."
+        )
+    if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} holds format {spec.get('format')!r} version "
+            f"{spec.get('version')!r}, but this dlfp reads {FORMAT!r} version "
+            f"{FORMAT_VERSION}; save the model again with this version."
+        )
+    if "dtype" not in spec:
+        raise ModelFileError(
+            f"{path} does not say which dtype its parameters have; the file is "
+            "damaged: save the model again."
+        )
+    known = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+    dtype = known.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
+    if dtype is None:
+        raise ModelFileError(
+            f"{path} names the dtype {spec['dtype']!r}, but dlfp models are float32 or "
+            "float64; the file is damaged or not a dlfp model."
+        )
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ModelFileError(
+            f"{path} describes no layers; the file is damaged: save the model again."
+        )
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise ModelFileError(
+                f"{path}: layer {i} has no type; the file is damaged: save the model "
+                "again."
+            )
+    return dtype
+
+
 def load(
     path: str | os.PathLike, *, rng: np.random.Generator | None = None
 ) -> Sequential:
@@ -328,29 +367,30 @@ def load(
             f"{path} is not a readable .npz archive ({err}); it is damaged or not a "
             "saved model."
         ) from None
-    if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} holds format {spec.get('format')!r} version "
-            f"{spec.get('version')!r}, but this dlfp reads {FORMAT!r} version "
-            f"{FORMAT_VERSION}; save the model again with this version."
-        )
+    dtype = _check_spec(path, spec)
     types = _layer_types()
     rng = np.random.default_rng() if rng is None else rng
-    dtype = np.dtype(spec["dtype"])
     layers: list[Layer] = []
     for i, entry in enumerate(spec["layers"]):
         kwargs = {k: v for k, v in entry.items() if k != "type"}
         kind = types.get(entry["type"])
         if kind is None:
             raise ModelFileError(
-                f"{path} has a layer of unknown type {entry['type']!r}."
+                f"{path} has a layer of unknown type {entry['type']!r}; it was saved "
+                "by another version of dlfp or is damaged."
             )
         if kind is Dense:
             # Start from zeros (nothing to draw): the saved values replace them below.
             kwargs.update(init="zeros", dtype=dtype)
         if kind in (Dense, Dropout):
             kwargs["rng"] = rng
-        layer = kind(**kwargs)
+        try:
+            layer = kind(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(
+                f"{path}: layer {i} ({entry['type']}) has arguments this dlfp cannot "
+                f"use ({err}); the file is damaged or from another version of dlfp."
+            ) from None
         for key, value in layer.params.items():
             stored = arrays.get(f"{i}.{key}")
             if stored is None or stored.shape != value.shape:

@@ -13,7 +13,6 @@ needs PyTorch, :mod:`dlfp.frameworks.keras_cnn` needs TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -64,11 +63,6 @@ class CNNConfig:
     validation_size: int = 5000  #: taken out of ``subset`` when one is given
     subset: int | None = None  #: use this many training images only (None: all)
     seed: int = 0
-
-    def key(self) -> str:
-        """A short hash naming the files that a run with this configuration writes."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def feature_side(self) -> int:
         """Side of the last block's feature maps: 28 halved once per block."""
