@@ -1,81 +1,175 @@
-"""Train the book's CNN for an epoch in PyTorch and in TensorFlow/Keras, in one process.
+"""PyTorch and TensorFlow/Keras, measured under the same controlled conditions.
 
-Both frameworks get the same configuration (:class:`dlfp.frameworks.CNNConfig`), the
-same augmented mini-batches and the same number of threads. Each trains from scratch for
-the given number of epochs; the time per epoch, and the test accuracy reached, are
-reported. Absolute times depend on the machine and its load: compare the two in the same
-run.
+Runs :mod:`dlfp.frameworks.compare` in full: both frameworks in this one process, on
+one device, with the same threads in every pool; each training configuration (default,
+as its chapter trains, one setting changed at a time, best documented for a CPU), and
+the book's own NumPy CNN (:mod:`dlfp.cnn`, its BLAS on the same threads), trains the
+book's CNN for one epoch per round, the rounds interleaved and repeated (one
+untimed warm-up round, then ``--rounds`` timed ones); then every way of running the
+two trained networks (eager, compiled, ONNX Runtime) is timed on a batch of 1,000 test
+images and on one image. Last, the accuracy: the recorded seed runs (mean, spread) and
+McNemar's test on the two trained models' test predictions.
 
-A NumPy CNN (``dlfp``) will join the comparison under the key ``dlfp_epoch_s``.
+Absolute times depend on the machine and on its load: read the ratios, which compare
+rows measured in the same rounds. ``--page`` runs the reduced form the verdict chapter
+runs at build (20 steps per round, no single-setting rows).
 
-Run:  python benchmarks/cnn.py [--epochs 1] [--threads 2] [--subset N]
-The last line printed is one JSON object.
+Run:  python benchmarks/cnn.py [--page] [--steps N] [--rounds 3] [--no-compile]
+                               [--no-onnx] [--no-dlfp] [--untrained]
+                               [--torch-device cpu|cuda]
+                               [--json results.json]
+The last line printed is one JSON object: the machine, the plan, every row, and
+``dlfp_epoch_s`` and ``dlfp_over_torch`` (the NumPy CNN's epoch time, and its time over
+PyTorch's default configuration, paired round by round).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
-import platform
-import statistics
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from dlfp.data import load_mnist_for
+from dlfp.frameworks import CNNConfig, compare, keras_cnn, torch_cnn
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import torch  # noqa: E402
-
-from dlfp.data import load_mnist_for  # noqa: E402
-from dlfp.frameworks import CNNConfig, keras_cnn, torch_cnn  # noqa: E402
+TASKS = ("training", "inference, batch", "inference, one image")
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean())
+def accuracy(torch_model, keras_model, data) -> dict:
+    """Seed runs (when recorded) and McNemar's test on the two trained models."""
+    out: dict = {}
+    try:
+        out["seeds"] = compare.seed_accuracy()
+    except (FileNotFoundError, AssertionError) as error:
+        out["seeds"] = f"not recorded: {error}"
+    correct_t = (
+        torch_cnn.predict_logits(torch_model, data.test.images).argmax(1)
+        == data.test.labels
+    )
+    correct_k = (
+        keras_cnn.predict_logits(keras_model, data.test.images).argmax(1)
+        == data.test.labels
+    )
+    out["test_accuracy"] = {
+        compare.PYTORCH: float(correct_t.mean()),
+        compare.TENSORFLOW: float(correct_k.mean()),
+    }
+    out["mcnemar"] = dataclasses.asdict(compare.mcnemar(correct_t, correct_k))
+    return out
+
+
+def dlfp_speed(rows, config, data) -> dict:
+    """The NumPy CNN's training speed: its epoch time (median per step times the steps
+    of an epoch) and its time over PyTorch's, round by round, against PyTorch's default
+    row and its fastest row; None where the dlfp row did not run."""
+    out: dict = {"dlfp_epoch_s": None, "dlfp_over_torch": None}
+    row = compare.find(rows, compare.DLFP, "training", "default", default=None)
+    if row is None or not row.available:
+        return out
+    steps = config.steps_per_epoch(len(data.train.labels))
+    torch_default = compare.find(rows, compare.PYTORCH, "training", "default")
+    torch_best = compare.fastest(rows, compare.PYTORCH, "training")
+    out["dlfp_epoch_s"] = row.median() * steps
+    out["dlfp_over_torch"] = compare.paired_ratio(row, torch_default)["median"]
+    out["dlfp_over_torch_fastest"] = compare.paired_ratio(row, torch_best)["median"]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument(
-        "--subset",
-        type=int,
-        default=None,
-        help="train on this many images only (quick check)",
+        "--page", action="store_true", help="the verdict chapter's reduced form"
     )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per round (default: an epoch)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds")
+    parser.add_argument("--threads", type=int, default=None, help="threads per pool")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
+    parser.add_argument(
+        "--no-dlfp", action="store_true", help="skip the NumPy CNN's training row"
+    )
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="time freshly initialised networks (skips the accuracy comparison)",
+    )
+    parser.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--tf-device", default="CPU", choices=("CPU", "GPU"))
+    parser.add_argument("--json", type=Path, default=None, help="also write here")
     args = parser.parse_args()
 
-    config = CNNConfig(epochs=args.epochs, subset=args.subset)
+    pools = compare.set_threads(args.threads)  # before either framework computes
+    plan = compare.PAGE if args.page else compare.FULL
+    changes = {"torch_device": args.torch_device, "tf_device": args.tf_device}
+    if args.steps is not None:
+        changes["train_steps"] = args.steps
+    if args.rounds is not None:
+        changes["train_rounds"] = args.rounds
+    if args.no_compile:
+        changes["torch_compile"] = False
+    if args.no_onnx:
+        changes["onnx"] = False
+    if args.no_dlfp or args.torch_device != "cpu":  # NumPy has no GPU to join
+        changes["dlfp"] = False
+    plan = dataclasses.replace(plan, **changes)
+    config = CNNConfig()
     data = load_mnist_for(config)
-    torch.set_num_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        rows = compare.run_training(config, data, plan)
+    except compare.DeviceMismatchError as error:
+        sys.exit(str(error))
+    print(compare.table(rows, "training"), "\n", flush=True)
 
-    results: dict[str, object] = {}
-    for name, module in (("torch", torch_cnn), ("tf", keras_cnn)):
-        model, history = module.train(config, data)
-        logits = module.predict_logits(model, data.test.images)
-        results[f"{name}_epoch_s"] = round(statistics.median(history["seconds"]), 3)
-        results[f"{name}_test_acc"] = round(accuracy(logits, data.test.labels), 4)
-        print(f"{name}: {history['seconds']} s per epoch", flush=True)
+    if args.untrained:
+        import torch
 
-    results.update(
-        {
-            "ratio_tf_over_torch": round(
-                results["tf_epoch_s"] / results["torch_epoch_s"], 3
+        torch.manual_seed(config.seed)
+        torch_model, keras_model = (
+            torch_cnn.CNN(config).eval(),
+            keras_cnn.build_model(config),
+        )
+    else:  # the chapters' models: loaded, or trained now (minutes)
+        torch_model, _ = torch_cnn.trained(config)
+        keras_model, _ = keras_cnn.trained(config)
+    rows += compare.run_inference(torch_model, keras_model, data.test.images, plan)
+    for task in TASKS[1:]:
+        print(compare.table(rows, task), "\n", flush=True)
+
+    summary = {}
+    for task in TASKS:
+        best = {f: compare.fastest(rows, f, task) for f in compare.FRAMEWORKS}
+        defaults = {f: compare.find(rows, f, task, "default") for f in best}
+        summary[task] = {
+            "fastest": {f: r.label for f, r in best.items()},
+            "tf_over_torch_fastest": compare.paired_ratio(
+                best[compare.TENSORFLOW], best[compare.PYTORCH]
             ),
-            "dlfp_epoch_s": None,  # the NumPy CNN, when dlfp has one
-            "epochs": args.epochs,
-            "threads": args.threads,
-            "train_images": len(data.train.labels),
-            "torch": torch.__version__,
-            "tensorflow": tf.__version__,
-            "torch_device": str(torch_cnn.device()),
-            "cpu": platform.processor() or platform.machine(),
+            "tf_over_torch_default": compare.paired_ratio(
+                defaults[compare.TENSORFLOW], defaults[compare.PYTORCH]
+            ),
+            "fastest_over_default": {
+                f: compare.paired_ratio(best[f], defaults[f]) for f in best
+            },
         }
-    )
-    print(json.dumps(results))
+    result = {
+        "machine": compare.machine(),
+        "threads": pools,
+        "plan": dataclasses.asdict(plan),
+        "summary": summary,
+        "accuracy": None
+        if args.untrained
+        else accuracy(torch_model, keras_model, data),
+        "rows": [r.as_dict() for r in rows],
+        **dlfp_speed(rows, config, data),
+    }
+    text = json.dumps(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Each run's validation and test accuracy is printed as one JSON line and written 
 ``benchmarks/results/seeds.json`` (kept in the repository); the chapters read that
 file and check their claims against :func:`dlfp.claims.claim_bound`.
 
-Run:  python benchmarks/seeds.py mlp torch keras [--seeds 0 1 2 3 4]
+Run:  python benchmarks/seeds.py mlp torch keras numpy [--seeds 0 1 2 3 4]
       python benchmarks/seeds.py --summary      (the table, from the results file)
 """
 
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "seeds.json"
-RECIPES = ("mlp", "torch", "keras")
+RECIPES = ("mlp", "torch", "keras", "numpy")  # numpy: the CNN in dlfp alone
 # With --subset: a quick check of the script, never recorded.
 SMOKE = {"epochs": 1, "validation_size": 500}
 
@@ -62,6 +62,15 @@ def run_one(
         model, history = train_mlp(config, data)
         test = model.evaluate(data.test.flat, data.test.labels)[1]
         validation = history.val_accuracy[-1]
+    elif recipe == "numpy":
+        from dlfp.cnn import train_cnn
+        from dlfp.frameworks import CNNConfig
+
+        config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
+        data = load_mnist_for(config)
+        model, history = train_cnn(config, data)
+        test = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)[1]
+        validation = history["val_accuracy"][-1]
     else:
         from dlfp.frameworks import CNNConfig
 

@@ -4,6 +4,8 @@ The functions (:func:`sigmoid`, :func:`softmax`, ...) are numerically stable for
 finite input. The layers (:class:`Sigmoid`, :class:`ReLU`, ...) keep the contract of
 :mod:`dlfp`: ``forward`` caches what the derivative needs, ``backward(dout)`` multiplies
 ``dout`` by the derivative (element-wise, except for softmax, whose Jacobian is full).
+They take arrays of any shape (a batch of rows or of feature maps), except
+:class:`Softmax`, which normalises each row.
 """
 
 from __future__ import annotations
@@ -60,46 +62,52 @@ def softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
 class Sigmoid(Layer):
     """Element-wise sigmoid; derivative sigma' = sigma (1 - sigma)."""
 
+    _A = None
+
     def forward(self, X, training=False):
         A = sigmoid(X)
-        if training:
-            self._A = A
+        self._A = A if training else None
         return A
 
-    def backward(self, dout):
-        A = self._A
-        return dout * A * (1 - A)  # eq. (6.1)
+    def backward(self, dout, input_grad=True):
+        A = self._cached(self._A)
+        return dout * A * (1 - A) if input_grad else None  # eq. (6.1)
 
 
 class Tanh(Layer):
     """Element-wise hyperbolic tangent; derivative 1 - tanh^2."""
 
+    _A = None
+
     def forward(self, X, training=False):
         A = np.tanh(X)
-        if training:
-            self._A = A
+        self._A = A if training else None
         return A
 
-    def backward(self, dout):
-        A = self._A
-        return dout * (1 - A * A)  # eq. (6.3)
+    def backward(self, dout, input_grad=True):
+        A = self._cached(self._A)
+        return dout * (1 - A * A) if input_grad else None  # eq. (6.3)
 
 
 class ReLU(Layer):
     """Rectified linear unit max(0, z); derivative 1 where z > 0, else 0."""
 
+    _mask = None
+
     def forward(self, X, training=False):
         mask = X > 0
-        if training:
-            self._mask = mask
+        self._mask = mask if training else None
         return X * mask  # multiplying by the mask keeps the dtype and allocates once
 
-    def backward(self, dout):
-        return dout * self._mask  # eq. (6.5)
+    def backward(self, dout, input_grad=True):
+        mask = self._cached(self._mask)
+        return dout * mask if input_grad else None  # eq. (6.5)
 
 
 class LeakyReLU(Layer):
     """max(alpha z, z) for a small slope ``alpha``; derivative 1 or alpha."""
+
+    _slope = None
 
     def __init__(self, alpha: float = 0.01):
         super().__init__()
@@ -109,12 +117,12 @@ class LeakyReLU(Layer):
 
     def forward(self, X, training=False):
         slope = np.where(X > 0, 1, self.alpha).astype(X.dtype)  # eq. (6.6)
-        if training:
-            self._slope = slope
+        self._slope = slope if training else None
         return X * slope
 
-    def backward(self, dout):
-        return dout * self._slope
+    def backward(self, dout, input_grad=True):
+        slope = self._cached(self._slope)
+        return dout * slope if input_grad else None
 
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -128,14 +136,17 @@ class Softmax(Layer):
     exists to show, and to check, the softmax's own Jacobian.
     """
 
+    _S = None
+
     def forward(self, X, training=False):
         S = softmax(X, axis=1)
-        if training:
-            self._S = S
+        self._S = S if training else None
         return S
 
-    def backward(self, dout):
-        S = self._S
+    def backward(self, dout, input_grad=True):
+        S = self._cached(self._S)
+        if not input_grad:
+            return None
         # eq. (6.7): the Jacobian diag(s) - s s^T applied to each row of
         # dout without forming it: s * (dout - <dout, s>).
         return S * (dout - (dout * S).sum(axis=1, keepdims=True))

@@ -1,8 +1,10 @@
-"""The command line: ``dlfp train mlp`` and ``dlfp evaluate FILE``.
+"""The command line: ``dlfp train mlp``, ``dlfp train cnn`` and ``dlfp evaluate FILE``.
 
-``dlfp train mlp`` trains the book's MNIST network (:mod:`dlfp.recipes`) with a progress
-bar, prints the test accuracy and saves the model; ``dlfp evaluate FILE`` reports the
-accuracy and confusion matrix of a saved model on the MNIST test set. Errors a user can
+``dlfp train mlp`` trains the book's MNIST network (:mod:`dlfp.recipes`) and ``dlfp
+train cnn`` the convolutional network of Part III in NumPy alone (:mod:`dlfp.cnn`),
+each with a progress bar; both print the test accuracy and save the model. ``dlfp
+evaluate FILE`` reports the accuracy and confusion matrix of either kind of saved model
+on the MNIST test set. Errors a user can
 fix (missing data, a file that is not a model, an option that cannot work) are printed
 as one sentence, with exit status 2 and no traceback; options are checked before any
 training starts, so a mistake never costs a finished run.
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import DataError, load_mnist, load_mnist_for
+from .frameworks import CNNConfig
 from .metrics import confusion_matrix
 from .model import ModelFileError, load
 from .recipes import MLPConfig, train_mlp
@@ -26,18 +29,22 @@ from .report import Table
 __all__ = ["main"]
 
 
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"hidden widths are integers separated by commas (512,256), not {text!r}"
-        ) from None
-    if any(w <= 0 for w in widths):
-        raise argparse.ArgumentTypeError(
-            f"hidden widths must be positive; got {text!r}"
-        )
-    return widths
+def _positive_ints(what: str):
+    """An argparse type: integers separated by commas, each positive (``what`` names
+    them in the error)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(w) for w in text.split(",") if w.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} are integers separated by commas (512,256), not {text!r}"
+            ) from None
+        if not values or any(w <= 0 for w in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive; got {text!r}")
+        return values
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,38 +59,59 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser(
-        "train",
-        help="train a model on MNIST",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    train.add_argument("model", choices=["mlp"], help="which model (the book's MLP)")
-    options = [
-        ("--hidden", _widths, defaults.hidden, "hidden widths, comma-separated"),
-        ("--epochs", int, defaults.epochs, "passes over the training images"),
-        ("--lr", float, defaults.lr, "Adam's peak learning rate"),
-        ("--batch-size", int, defaults.batch_size, "images per step"),
-        ("--dropout", float, defaults.dropout, "dropout rate after each hidden layer"),
-        (
-            "--max-shift",
-            int,
-            defaults.max_shift,
-            "random shifts of up to this many pixels",
-        ),
-        (
-            "--seed",
-            int,
-            defaults.seed,
-            "seed of the generator behind every random draw",
-        ),
-        ("--subset", int, None, "train on this many images only (a quick try)"),
-    ]
-    for flag, kind, default, text in options:
-        train.add_argument(flag, type=kind, default=default, help=text)
-    train.add_argument(
-        "--output", "-o", default="mlp.npz", help="where to save the model"
-    )
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train = commands.add_parser("train", help="train a model on MNIST")
+    kinds = train.add_subparsers(dest="model", required=True, metavar="{mlp,cnn}")
+    mlp_defaults, cnn_defaults = MLPConfig(), CNNConfig()
+    for kind, defaults, text in (
+        ("mlp", mlp_defaults, "the book's multilayer perceptron (Part II)"),
+        ("cnn", cnn_defaults, "the book's CNN, in NumPy alone (Part III)"),
+    ):
+        sub = kinds.add_parser(
+            kind, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        if kind == "mlp":
+            sub.add_argument(
+                "--hidden",
+                type=_positive_ints("hidden widths"),
+                default=defaults.hidden,
+                help="hidden widths, comma-separated",
+            )
+        else:
+            sub.add_argument(
+                "--channels",
+                type=_positive_ints("channel counts"),
+                default=defaults.channels,
+                help="filters of each convolution block, comma-separated",
+            )
+            sub.add_argument(
+                "--hidden", type=int, default=defaults.hidden, help="dense units"
+            )
+        rate = "Adam's" if kind == "mlp" else "AdamW's"
+        options = [
+            ("--epochs", int, defaults.epochs, "passes over the training images"),
+            ("--lr", float, defaults.lr, f"{rate} peak learning rate"),
+            ("--batch-size", int, defaults.batch_size, "images per step"),
+            ("--dropout", float, defaults.dropout, "dropout rate"),
+            (
+                "--max-shift",
+                int,
+                defaults.max_shift,
+                "random shifts of up to this many pixels",
+            ),
+            (
+                "--seed",
+                int,
+                defaults.seed,
+                "seed of the generator behind every random draw",
+            ),
+            ("--subset", int, None, "train on this many images only (a quick try)"),
+        ]
+        for flag, type_, default, help_ in options:
+            sub.add_argument(flag, type=type_, default=default, help=help_)
+        sub.add_argument(
+            "--output", "-o", default=f"{kind}.npz", help="where to save the model"
+        )
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on MNIST")
     evaluate.add_argument("file", help="a model saved by 'dlfp train'")
@@ -126,8 +154,15 @@ def _check_train_args(args) -> None:
 MIN_SUBSET = 10
 
 
+def _validation_size(default: int, subset: int | None) -> int:
+    """The validation split: the recipe's, or a tenth of a ``--subset``."""
+    return min(default, (subset or 60000) // 10)
+
+
 def _train(args) -> int:
     _check_train_args(args)
+    if args.model == "cnn":
+        return _train_cnn(args)
     config = MLPConfig(
         hidden=args.hidden,
         epochs=args.epochs,
@@ -135,7 +170,7 @@ def _train(args) -> int:
         batch_size=args.batch_size,
         dropout=args.dropout,
         max_shift=args.max_shift,
-        validation_size=min(MLPConfig.validation_size, (args.subset or 60000) // 10),
+        validation_size=_validation_size(MLPConfig.validation_size, args.subset),
         subset=args.subset,
         seed=args.seed,
     )
@@ -155,6 +190,44 @@ def _train(args) -> int:
         args.output,
         config=dataclasses.asdict(config),
         history=history.as_dict(),
+        test_accuracy=test_accuracy,
+    )
+    print(f"saved to {path}")
+    return 0
+
+
+def _train_cnn(args) -> int:
+    from .cnn import train_cnn  # the layers of Part III: loaded only when asked for
+
+    config = CNNConfig(
+        channels=args.channels,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        dropout=args.dropout,
+        max_shift=args.max_shift,
+        validation_size=_validation_size(CNNConfig.validation_size, args.subset),
+        subset=args.subset,
+        seed=args.seed,
+    )
+    data = load_mnist_for(config, folder=args.data_dir)
+    print(
+        f"training the CNN {config.channels} + {config.hidden} on "
+        f"{len(data.train.labels):,} images, validating on "
+        f"{len(data.validation.labels):,}"
+    )
+    model, history = train_cnn(config, data, progress=not args.no_progress)
+    print(
+        f"validation accuracy after {config.epochs} epochs: "
+        f"{history['val_accuracy'][-1]:.2%}"
+    )
+    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)
+    print(f"test accuracy: {test_accuracy:.2%}")
+    path = model.save(
+        args.output,
+        config=dataclasses.asdict(config),
+        history=history,
         test_accuracy=test_accuracy,
     )
     print(f"saved to {path}")

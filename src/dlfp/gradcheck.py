@@ -67,21 +67,35 @@ def check_layer(
 ) -> dict[str, float]:
     """Relative errors of a layer's backward pass, for its input and every parameter.
 
-    The scalar tested is f = sum(forward(X) * R) for a fixed random R, whose gradient
-    with respect to the output is exactly R: ``backward(R)`` must then return df/dX.
-    Use float64 arrays.
+    The scalar tested is f = sum(forward(X, training=True) * R) for a fixed random R,
+    whose gradient with respect to the output is exactly R: ``backward(R)`` must then
+    return df/dX. f is evaluated in training mode, the function whose gradient
+    ``backward`` computes (batch normalisation uses the batch's own statistics there;
+    a dropout layer keeps the mask of its first pass). Statistics that a training pass
+    updates (running averages) are put back afterwards. Use float64 arrays.
     """
     R = rng.standard_normal(layer.forward(X).shape)
+    statistics = {k: v.copy() for k, v in layer.params.items() if k not in layer.grads}
+    dropout = isinstance(layer, Dropout)
+    if dropout:
+        layer.reuse_mask, layer._mask = True, None  # the next forward draws, then keeps
 
     def f() -> float:
-        return float(np.sum(layer.forward(X) * R))
+        return float(np.sum(layer.forward(X, training=True) * R))
 
-    layer.forward(X, training=True)
-    dX = layer.backward(R.copy())
-    analytic = {"X": dX, **{k: g.copy() for k, g in layer.grads.items()}}
-    errors = {"X": rel_error(dX, numerical_gradient(f, X, h))}
-    for key, value in layer.params.items():
-        errors[key] = rel_error(analytic[key], numerical_gradient(f, value, h))
+    try:
+        layer.forward(X, training=True)
+        dX = layer.backward(R.copy())
+        analytic = {"X": dX, **{k: g.copy() for k, g in layer.grads.items()}}
+        errors = {"X": rel_error(dX, numerical_gradient(f, X, h))}
+        for key in layer.grads:
+            numerical = numerical_gradient(f, layer.params[key], h)
+            errors[key] = rel_error(analytic[key], numerical)
+    finally:
+        if dropout:
+            layer.reuse_mask = False
+        for key, value in statistics.items():
+            layer.params[key][...] = value
     return errors
 
 

@@ -1,12 +1,15 @@
 """Layers with parameters or randomness: the base class, the dense layer, dropout.
 
 Every layer keeps the contract stated once in :mod:`dlfp`: ``forward`` caches what
-``backward`` needs, ``backward(dout)`` returns the gradient with respect to the input
-and overwrites ``grads``, and ``params``/``grads`` are dicts of arrays updated in place.
+``backward`` needs, ``backward(dout, input_grad=True)`` returns the gradient with
+respect to the input (None when ``input_grad`` is false) and overwrites ``grads``, and
+``params``/``grads`` are dicts of arrays updated in place.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import numpy as np
@@ -24,18 +27,39 @@ class Layer:
     arguments needed to rebuild the layer (used to save a model without pickle).
     """
 
+    #: The shape of one example the layer takes (None along an axis of any size), for
+    #: the model's input checks; None when any shape will do.
+    input_shape: tuple[int | None, ...] | None = None
+    _shape: tuple[int, ...] | None = None  # cached by a forward pass in training mode
+
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = X.shape if training else None
         return X
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        self._cached(self._shape)
+        return dout if input_grad else None
 
     def config(self) -> dict[str, Any]:
         return {}
+
+    def _cached(self, value):
+        """``value`` as the last ``forward(X, training=True)`` cached it, or the error
+        every layer raises when ``backward`` comes without that forward pass."""
+        if value is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward was called without a forward(X, "
+                "training=True) before it; run the forward pass in training mode first."
+            )
+        return value
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _accept_input_grad(cls)  # a backward(dout) written before input_grad existed
 
     def __call__(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(X, training)
@@ -43,6 +67,22 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _accept_input_grad(cls: type[Layer]) -> None:
+    """Let a subclass's ``backward(self, dout)`` be called as ``backward(dout,
+    input_grad)``: it computes dL/dX as before, and the answer is dropped when not
+    wanted. (Code written for the one-argument contract keeps working unchanged.)"""
+    backward = cls.__dict__.get("backward")
+    if backward is None or "input_grad" in inspect.signature(backward).parameters:
+        return
+
+    @functools.wraps(backward)
+    def adapted(self, dout, input_grad=True):
+        dX = backward(self, dout)
+        return dX if input_grad else None
+
+    cls.backward = adapted
 
 
 class Dense(Layer):
@@ -81,6 +121,11 @@ class Dense(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._X: np.ndarray | None = None
 
+    @property
+    def input_shape(self) -> tuple[int]:
+        """The shape of one example: a row of ``n_in`` features."""
+        return (self.n_in,)
+
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         if X.ndim != 2 or X.shape[1] != self.n_in:
             got = X.shape[1] if X.ndim == 2 else f"an array of shape {X.shape}"
@@ -88,30 +133,27 @@ class Dense(Layer):
                 f"this Dense layer expects {self.n_in} features per example but got "
                 f"{got}; reshape the input to (batch, {self.n_in}) or change n_in."
             )
-        if training:
-            self._X = X
+        self._X = X if training else None  # what backward needs, only in training
         W, b = self.params["W"], self.params["b"]
         Z = X @ W  # eq. (5.1): Z = A W + 1 b^T, one example per row
         Z += b
         return Z
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         self.backward_params(dout)
+        if not input_grad:
+            return None
         return dout @ self.params["W"].T  # eq. (5.8): dL/dA = Delta W^T
 
     def backward_params(self, dout: np.ndarray) -> None:
         """The parameter half of :meth:`backward`: fill ``grads``, return nothing.
 
-        For a network's first layer, whose input is the data, dL/dA is never needed,
-        and skipping its product saves about a quarter of a training step's arithmetic
-        (PyTorch skips it too: the data does not require a gradient).
+        For a network's first layer, whose input is the data, dL/dA is never needed
+        (``backward(dout, input_grad=False)``), and skipping its product saves about a
+        quarter of a training step's arithmetic (PyTorch skips it too: the data does
+        not require a gradient).
         """
-        X = self._X
-        if X is None:
-            raise RuntimeError(
-                "backward was called before forward(X, training=True); run the forward "
-                "pass in training mode first."
-            )
+        X = self._cached(self._X)
         # eq. (5.6): dL/dW = A^T Delta. Written into the existing array, no copy.
         np.matmul(X.T, dout, out=self.grads["W"])
         dout.sum(axis=0, out=self.grads["b"])  # eq. (5.7): dL/db = 1^T Delta
@@ -148,6 +190,7 @@ class Dropout(Layer):
         self.reuse_mask = False
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = X.shape if training else None
         if not training or self.rate == 0.0:
             self._mask = None
             return X
@@ -159,7 +202,10 @@ class Dropout(Layer):
         self._mask = mask.astype(X.dtype) / X.dtype.type(keep)
         return X * self._mask
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        self._cached(self._shape)
+        if not input_grad:
+            return None
         return dout if self._mask is None else dout * self._mask
 
     def config(self) -> dict[str, Any]:

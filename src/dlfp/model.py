@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations
+from . import activations, conv
 from .layers import Dense, Dropout, Layer
 from .optim import Parameter
 
@@ -40,7 +40,28 @@ def _layer_types() -> dict[str, type[Layer]]:
         activations.LeakyReLU,
         activations.Softmax,
     ]
+    kinds += [conv.Conv2D, conv.BatchNorm2D, conv.MaxPool2D, conv.Flatten, conv.Reshape]
     return {k.__name__: k for k in kinds}
+
+
+#: Parameters that weight decay applies to: weights and filters, not biases or the
+#: scales and shifts of batch normalisation.
+_DECAYED = ("W", "K")
+
+#: Layers whose output has the shape of their input, whatever it is.
+_SHAPE_KEEPING = (
+    Dropout,
+    activations.Sigmoid,
+    activations.Tanh,
+    activations.ReLU,
+    activations.LeakyReLU,
+)
+
+
+def _has_parameters(layer: Layer) -> bool:
+    if isinstance(layer, Sequential):
+        return any(_has_parameters(inner) for inner in layer.layers)
+    return bool(layer.grads)
 
 
 class Sequential(Layer):
@@ -64,22 +85,24 @@ class Sequential(Layer):
             X = layer.forward(X, training)
         return X
 
-    def backward(
-        self, dout: np.ndarray, *, input_grad: bool = True
-    ) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate dL/dZ of the last layer; return dL/dX for the input X.
 
-        With ``input_grad=False`` (what training uses) a first :class:`Dense` layer
-        computes only its parameters' gradients, and None is returned. (A subclass of
-        Dense that overrides ``backward`` is always called through it.)
+        A layer is asked for the gradient of its input only if a layer before it has
+        parameters, or if ``input_grad`` is true. With ``input_grad=False`` (what
+        training uses: the data need no gradient) the pass therefore ends at the first
+        layer with parameters, which computes only theirs, and None is returned.
         """
-        first, *rest = self.layers
-        for layer in reversed(rest):
-            dout = layer.backward(dout)
-        if not input_grad and type(first).backward is Dense.backward:
-            first.backward_params(dout)
-            return None
-        return first.backward(dout)
+        first = next(
+            (i for i, layer in enumerate(self.layers) if _has_parameters(layer)),
+            len(self.layers),
+        )
+        for i in reversed(range(len(self.layers))):
+            needed = input_grad or i > first
+            dout = self.layers[i].backward(dout, input_grad=needed)
+            if not needed:
+                return None
+        return dout
 
     # --- what a model adds -----------------------------------------------------------
 
@@ -102,12 +125,27 @@ class Sequential(Layer):
     def n_out(self) -> int:
         return self.dense_layers[-1].n_out
 
+    @property
+    def input_shape(self) -> tuple[int | None, ...] | None:
+        """The shape of one example, as the first layer that fixes it takes it (None
+        along an axis of any size; None altogether when any shape will do)."""
+        for layer in self.layers:
+            shape = layer.input_shape
+            if shape is not None or not isinstance(layer, _SHAPE_KEEPING):
+                return shape
+        return None
+
     def parameters(self) -> list[Parameter]:
-        """Every parameter with its gradient array; weights decay, biases do not."""
+        """Every trained parameter (those with a gradient) with its gradient array.
+
+        Weights and filters decay, biases and batch-norm scales and shifts do not.
+        Statistics kept in ``params`` without a gradient (batch normalisation's running
+        averages) are saved with the model but are not parameters.
+        """
         return [
-            Parameter(value, layer.grads[key], f"{i}.{key}", key == "W")
+            Parameter(layer.params[key], grad, f"{i}.{key}", key in _DECAYED)
             for i, layer in enumerate(self.layers)
-            for key, value in layer.params.items()
+            for key, grad in layer.grads.items()
         ]
 
     def num_parameters(self) -> int:
@@ -116,21 +154,27 @@ class Sequential(Layer):
     def check_inputs(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """Validate a batch at the model's door and return it in the model's dtype.
 
-        Raises ``ValueError`` with one sentence for: inputs that are not 2-D, the wrong
-        number of features, non-finite values, a different number of labels than
-        examples, and labels that are not integers in {0, ..., K-1}.
+        Raises ``ValueError`` with one sentence for: an array whose examples do not
+        have the shape of :attr:`input_shape` (rows of features for a network that
+        starts with a dense layer or a reshape), non-finite values, a different number
+        of labels than examples, and labels that are not integers in {0, ..., K-1}.
         """
         X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(
-                f"the model takes a 2-D array (examples, {self.n_in} features) but got "
-                f"shape {X.shape}; flatten images with X.reshape(len(X), -1)."
-            )
-        if X.shape[1] != self.n_in:
-            raise ValueError(
-                f"the model expects {self.n_in} features per example but X has "
-                f"{X.shape[1]}; check the input or the first layer's n_in."
-            )
+        shape = self.input_shape
+        if shape is not None and len(shape) == 1:  # rows of features
+            n_in = shape[0]
+            if X.ndim != 2:
+                raise ValueError(
+                    f"the model takes a 2-D array (examples, {n_in} features) but got "
+                    f"shape {X.shape}; flatten images with X.reshape(len(X), -1)."
+                )
+            if X.shape[1] != n_in:
+                raise ValueError(
+                    f"the model expects {n_in} features per example but X has "
+                    f"{X.shape[1]}; check the input or the first layer's n_in."
+                )
+        elif shape is not None:
+            _check_example_shape(X, shape)
         X = X.astype(self.dtype, copy=False)
         if not np.isfinite(X).all():
             raise ValueError(
@@ -243,6 +287,21 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"
+
+
+def _check_example_shape(X: np.ndarray, shape: tuple[int | None, ...]) -> None:
+    """One sentence when the examples of X (its axes after the first) do not have
+    ``shape``, where None stands for any size."""
+    wanted = "(" + ", ".join("any" if n is None else str(n) for n in shape) + ")"
+    fits = X.ndim == len(shape) + 1 and all(
+        n is None or n == m for n, m in zip(shape, X.shape[1:], strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            f"the model takes examples of shape {wanted} but X has shape {X.shape}; "
+            "reshape X so that each example has that shape (X[:, None] adds an axis "
+            "of one channel)."
+        )
 
 
 def mlp(

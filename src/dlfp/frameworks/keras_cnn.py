@@ -184,6 +184,47 @@ def run_saved_model(path: str | Path, images: np.ndarray) -> np.ndarray:
     return np.asarray(loaded.serve(tf.constant(images[..., None], tf.float32)))
 
 
+def export_onnx(model: keras.Model, path: str | Path) -> Path:
+    """Save the model in the ONNX format (``.onnx``) through ``model.export``, which on
+    the TensorFlow backend converts the serving graph with ``tf2onnx``; the input stays
+    channels-last, (n, 28, 28, 1), with any batch size."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    path = Path(path).with_suffix(".onnx")
+    # tf2onnx reports each conversion step on its logger, and Keras's patch for NumPy 2
+    # warns on import: none of it concerns this model.
+    quiet = logging.getLogger("tf2onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            model.export(
+                str(path),
+                format="onnx",
+                verbose=False,
+                # Given, not inferred: a model loaded from a file has not been called.
+                input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+            )
+    finally:
+        quiet.setLevel(level)
+    return path
+
+
+def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Logits from a saved ``.onnx`` model, run by ONNX Runtime, without TensorFlow."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: images[..., None].astype(np.float32)})[0]
+
+
 # --- Training once, for several chapters ----------------------------------------------
 
 # How this module's runs are filed in the artifacts folder.

@@ -1,0 +1,725 @@
+"""Convolutional layers: 2-D convolution, batch normalisation, max pooling, reshaping.
+
+Feature maps are arrays of shape (B, C, H, W): examples, channels, rows, columns, in
+the index order of the book's equations (and of PyTorch). Everything here comes twice.
+
+* **Reference functions** written from the equations with plain loops and no tricks
+  (:func:`conv2d_loop`, :func:`conv2d_backward_loop`, :func:`maxpool`,
+  :func:`maxpool_backward`, :func:`batch_norm_loop`, :func:`batch_norm_backward_loop`):
+  slow, readable, and checked against PyTorch by the tests.
+* **Layers** (:class:`Conv2D`, :class:`BatchNorm2D`, :class:`MaxPool2D`,
+  :class:`Flatten`, :class:`Reshape`) that keep the layer contract of :mod:`dlfp` and
+  compute the same numbers fast: a convolution becomes one matrix product by copying
+  every window of the input into a row (:func:`im2col`), and its input gradient is
+  scattered back by :func:`col2im`.
+
+The layers keep their results in *channels-last* memory: an output of shape
+(B, C, H, W) is a view of an array stored as (B, H, W, C), whose rows of C channels
+are what the matrix products read and write. (PyTorch's CNN in this book stores its
+maps the same way, ``torch.channels_last``.) NumPy handles such views like any array;
+only the order of the bytes differs, never the index order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import init as initializers
+from .layers import Layer
+
+__all__ = [
+    "output_size",
+    "xcorr_single",
+    "conv2d_loop",
+    "conv2d_backward_loop",
+    "windows",
+    "conv2d",
+    "conv2d_backward",
+    "maxpool",
+    "maxpool_backward",
+    "batch_norm_loop",
+    "batch_norm_backward_loop",
+    "im2col",
+    "col2im",
+    "Conv2D",
+    "BatchNorm2D",
+    "MaxPool2D",
+    "Flatten",
+    "Reshape",
+]
+
+
+# --- Reference implementations: the equations, with loops ---------------------------
+
+
+def output_size(n: int, k: int, s: int = 1, p: int = 0) -> int:
+    """Eq. (15.3): rows (or columns) of the output of a k x k window
+    moved with stride s over n rows padded with p zeros on each side."""
+    return (n + 2 * p - k) // s + 1
+
+
+def xcorr_single(A: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Eq. (15.1): one channel, no padding, stride 1."""
+    k = K.shape[0]
+    n_H, n_W = A.shape
+    Z = np.zeros((n_H - k + 1, n_W - k + 1))
+    for i in range(n_H - k + 1):
+        for j in range(n_W - k + 1):
+            Z[i, j] = np.sum(K * A[i : i + k, j : j + k])
+    return Z
+
+
+def conv2d_loop(A, K, b=None, stride=1, padding=0):
+    """Eq. (15.2). A: (B, C_in, H, W), K: (C_out, C_in, k, k), b: (C_out,)."""
+    B, _, n_H, n_W = A.shape
+    C_out, _, k, _ = K.shape
+    s, p = stride, padding
+    A_pad = np.pad(A, ((0, 0), (0, 0), (p, p), (p, p)))  # p zeros on each side
+    H_out, W_out = output_size(n_H, k, s, p), output_size(n_W, k, s, p)
+    Z = np.zeros((B, C_out, H_out, W_out), dtype=A.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            # the window of output (i, j), all examples and channels: (B, C_in, k, k)
+            window = A_pad[:, :, s * i : s * i + k, s * j : s * j + k]
+            Z[:, :, i, j] = np.tensordot(window, K, axes=([1, 2, 3], [1, 2, 3]))
+    return Z if b is None else Z + b[None, :, None, None]
+
+
+def conv2d_backward_loop(A, K, Delta, stride=1, padding=0):
+    """The gradients of :func:`conv2d_loop`, one output position at a time.
+
+    ``Delta`` = dL/dZ, shape (B, C_out, H_out, W_out). Output (i, j) was computed from
+    one window of the padded input; in the backward pass that window *receives*
+    ``Delta[:, :, i, j]`` through the filters (eq. (16.2)), and the filters
+    receive the window weighted by ``Delta[:, :, i, j]`` (eq. (16.1)).
+
+    Returns
+    -------
+    dK : (C_out, C_in, k, k)
+    db : (C_out,)
+    dA : (B, C_in, H, W), the interior of the padded input's gradient
+    """
+    _, _, n_H, n_W = A.shape
+    k, s, p = K.shape[-1], stride, padding
+    A_pad = np.pad(A, ((0, 0), (0, 0), (p, p), (p, p)))
+    dA_pad = np.zeros_like(A_pad)
+    dK = np.zeros_like(K)
+    for i in range(Delta.shape[2]):
+        for j in range(Delta.shape[3]):
+            rows, cols = slice(s * i, s * i + k), slice(s * j, s * j + k)
+            D = Delta[:, :, i, j]  # (B, C_out)
+            dK += np.tensordot(D, A_pad[:, :, rows, cols], axes=([0], [0]))
+            dA_pad[:, :, rows, cols] += np.tensordot(D, K, axes=([1], [0]))
+    db = Delta.sum(axis=(0, 2, 3))
+    return dK, db, dA_pad[:, :, p : p + n_H, p : p + n_W]
+
+
+def windows(A, k, stride=1, padding=0):
+    """All k x k windows of the padded input: (B, C, H_out, W_out, k, k), a view."""
+    p = padding
+    A_pad = np.pad(A, ((0, 0), (0, 0), (p, p), (p, p)))
+    return sliding_window_view(A_pad, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def conv2d(A, K, b=None, stride=1, padding=0):
+    """Eq. (15.2), vectorised."""
+    Z = np.einsum("ecijuv,dcuv->edij", windows(A, K.shape[-1], stride, padding), K)
+    return Z if b is None else Z + b[None, :, None, None]
+
+
+def conv2d_backward(A, K, Delta, padding=0, stride=1):
+    """Eqs. (16.1) and (16.2), vectorised: dK, db, dA.
+
+    The input gradient is a *full* convolution: ``Delta``, with ``stride - 1`` zeros
+    put between its entries and ``k - 1`` zeros around it, cross-correlated with the
+    filters rotated by 180 degrees and with their two channel axes swapped.
+    """
+    B, C_in, n_H, n_W = A.shape
+    k, s, p = K.shape[-1], stride, padding
+    dK = np.einsum("edij,ecijuv->dcuv", Delta, windows(A, k, s, p))
+    db = Delta.sum(axis=(0, 2, 3))
+    H_out, W_out = Delta.shape[2:]
+    dilated = np.zeros(Delta.shape[:2] + (s * (H_out - 1) + 1, s * (W_out - 1) + 1))
+    dilated[:, :, ::s, ::s] = Delta
+    K_flip = K[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_in, C_out, k, k)
+    covered = conv2d(dilated.astype(A.dtype), K_flip, padding=k - 1)
+    # Rows and columns of the padded input that no window reached get no gradient.
+    dA_pad = np.zeros((B, C_in, n_H + 2 * p, n_W + 2 * p), dtype=A.dtype)
+    dA_pad[:, :, : covered.shape[2], : covered.shape[3]] = covered
+    return dK, db, dA_pad[:, :, p : p + n_H, p : p + n_W]
+
+
+def maxpool(A, k=2, stride=None):
+    """Eq. (15.7): the largest entry of every k x k window (stride k)."""
+    s = k if stride is None else stride
+    B, C, n_H, n_W = A.shape
+    H_out, W_out = output_size(n_H, k, s), output_size(n_W, k, s)
+    out = np.empty((B, C, H_out, W_out), dtype=A.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            out[:, :, i, j] = A[:, :, s * i : s * i + k, s * j : s * j + k].max(
+                axis=(2, 3)
+            )
+    return out
+
+
+def maxpool_backward(A, dout, k=2, stride=None):
+    """Eq. (16.3): send each gradient to the maximum of its window.
+
+    Where several entries of a window tie for the maximum, the first in reading order
+    (row by row) takes the gradient, as in PyTorch.
+    """
+    s = k if stride is None else stride
+    B, C = A.shape[:2]
+    dA = np.zeros_like(A)
+    e, c = np.arange(B)[:, None], np.arange(C)[None, :]
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = A[:, :, s * i : s * i + k, s * j : s * j + k].reshape(B, C, -1)
+            u, v = np.divmod(window.argmax(axis=2), k)  # argmax: the first maximum
+            dA[e, c, s * i + u, s * j + v] += dout[:, :, i, j]
+    return dA
+
+
+def batch_norm_loop(Z, gamma, beta, eps=1e-5):
+    """Eq. (17.3) in training mode, one channel at a time.
+
+    Returns the output and the batch statistics (mean, biased variance) per channel.
+    """
+    out = np.empty_like(Z)
+    C = Z.shape[1]
+    mean, var = np.empty(C, Z.dtype), np.empty(C, Z.dtype)
+    for c in range(C):
+        z = Z[:, c]  # the m = B H W values of channel c
+        mean[c] = z.mean()
+        var[c] = ((z - mean[c]) ** 2).mean()
+        out[:, c] = gamma[c] * (z - mean[c]) / np.sqrt(var[c] + eps) + beta[c]
+    return out, mean, var
+
+
+def batch_norm_backward_loop(dout, Z, gamma, eps=1e-5):
+    """The gradients of :func:`batch_norm_loop`, the three paths of eq.
+    (16.5) followed one at a time, one channel at a time.
+
+    Returns
+    -------
+    dZ : shape of Z
+    dgamma, dbeta : (C,)
+    """
+    dZ = np.empty_like(Z)
+    C = Z.shape[1]
+    dgamma, dbeta = np.empty(C, Z.dtype), np.empty(C, Z.dtype)
+    for c in range(C):
+        z, g = Z[:, c], dout[:, c]
+        m = z.size
+        mu = z.mean()
+        var = ((z - mu) ** 2).mean()
+        sigma = np.sqrt(var + eps)
+        z_hat = (z - mu) / sigma
+        dbeta[c], dgamma[c] = g.sum(), (g * z_hat).sum()  # eq. (16.4)
+        d_hat = g * gamma[c]  # dL/dz_hat
+        d_var = np.sum(d_hat * (z - mu)) * -0.5 * sigma**-3  # through sigma^2
+        d_mu = -np.sum(d_hat) / sigma + d_var * np.mean(-2 * (z - mu))  # through mu
+        # eq. (16.5): directly, through the variance, through the mean
+        dZ[:, c] = d_hat / sigma + d_var * 2 * (z - mu) / m + d_mu / m
+    return dZ, dgamma, dbeta
+
+
+# --- The fast path: windows as rows ---------------------------------------------------
+
+
+def im2col(A_pad: np.ndarray, k: int, stride: int, out: np.ndarray | None = None):
+    """Every k x k window of a channels-last padded input, as one row of a matrix.
+
+    Parameters
+    ----------
+    A_pad : ndarray, shape (B, H_pad, W_pad, C)
+        The padded input, channels last.
+    k, stride : int
+        Window side and stride.
+    out : ndarray, optional
+        Where to write, shape (B, H_out, W_out, k, k, C).
+
+    Returns
+    -------
+    ndarray, shape (B H_out W_out, k k C)
+        Row (e, i, j) holds the window of output pixel (i, j) of example e, read in the
+        order (u, v, c'): the order in which :class:`Conv2D` lays out its filters.
+    """
+    B, H_pad, W_pad, C = A_pad.shape
+    H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
+    if out is None:
+        out = np.empty((B, H_out, W_out, k, k, C), dtype=A_pad.dtype)
+    for u in range(k):  # k^2 copies of the whole input, each shifted by (u, v)
+        for v in range(k):
+            rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+            cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+            out[:, :, :, u, v, :] = A_pad[:, rows, cols, :]
+    return out.reshape(B * H_out * W_out, k * k * C)
+
+
+def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
+    """The adjoint of :func:`im2col`: add every row back onto the window it came from.
+
+    ``dcols`` has the shape :func:`im2col` returns; the result has ``pad_shape``
+    (B, H_pad, W_pad, C). An input pixel that lies in several windows receives the
+    sum of their gradients: the sum of eq. (16.2).
+    """
+    B, H_pad, W_pad, C = pad_shape
+    H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
+    D = dcols.reshape(B, H_out, W_out, k, k, C)
+    dA_pad = np.zeros(pad_shape, dtype=dcols.dtype)
+    for u in range(k):
+        for v in range(k):
+            rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+            cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+            dA_pad[:, rows, cols, :] += D[:, :, :, u, v, :]
+    return dA_pad
+
+
+def _channels_last(X: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) -> the same numbers as (B, H, W, C); free for channels-last maps."""
+    return X.transpose(0, 2, 3, 1)
+
+
+def _channels_first(X: np.ndarray) -> np.ndarray:
+    return X.transpose(0, 3, 1, 2)
+
+
+def _check_maps(layer: str, X: np.ndarray, channels: int | None = None) -> None:
+    if X.ndim != 4:
+        raise ValueError(
+            f"{layer} takes feature maps of shape (batch, channels, height, width) but "
+            f"got shape {X.shape}; add the missing axes (X[:, None] for one channel)."
+        )
+    if channels is not None and X.shape[1] != channels:
+        raise ValueError(
+            f"this {layer} layer expects {channels} input channels but got "
+            f"{X.shape[1]} (input shape {X.shape}); pass maps as (batch, channels, "
+            "height, width) or change the layer's channels."
+        )
+
+
+class Conv2D(Layer):
+    """A 2-D convolutional layer (cross-correlation, as every library computes it).
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input channels and filters.
+    kernel_size : int
+        Side k of the square filters.
+    stride, padding : int
+        The window's step, and the zeros added on each side of the input.
+    bias : bool
+        Whether to add a bias per filter (not needed before batch normalisation).
+    init : str or callable
+        Initialiser of the filters, drawn as a (k^2 c_in, c_out) matrix: fan-in
+        k^2 c_in, as for a dense layer that reads one window.
+    rng : numpy.random.Generator
+    dtype : numpy dtype
+
+    Attributes
+    ----------
+    params : dict
+        ``"K"``, shape (c_out, c_in, k, k), and ``"b"``, shape (c_out,), if ``bias``.
+    grads : dict
+        dL/dK and dL/db after :meth:`backward`.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        init="he",
+        rng=None,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        self.c_in, self.c_out, self.k = int(c_in), int(c_out), int(kernel_size)
+        self.stride, self.padding, self.bias = int(stride), int(padding), bool(bias)
+        if min(self.c_in, self.c_out, self.k, self.stride) < 1 or self.padding < 0:
+            raise ValueError(
+                "channels, kernel size and stride must be at least 1 and padding at "
+                f"least 0, got c_in={c_in}, c_out={c_out}, kernel_size={kernel_size}, "
+                f"stride={stride}, padding={padding}."
+            )
+        self.init, self.dtype = init, np.dtype(dtype)
+        rng = np.random.default_rng() if rng is None else rng
+        n_in = self.k * self.k * self.c_in
+        W = np.asarray(initializers.get(init)(n_in, self.c_out, rng, dtype), dtype)
+        self.params = {"K": np.ascontiguousarray(W.T.reshape(self.kernel_shape))}
+        if self.bias:
+            self.params["b"] = np.zeros(self.c_out, dtype=dtype)
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._cache = None
+        self._pad_buffer: np.ndarray | None = None
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        return (self.c_out, self.c_in, self.k, self.k)
+
+    @property
+    def input_shape(self) -> tuple[int, None, None]:
+        return (self.c_in, None, None)
+
+    def _padded(self, A: np.ndarray) -> np.ndarray:
+        """A (B, H, W, C) copied into a zero-bordered buffer kept between calls."""
+        B, n_H, n_W, C = A.shape
+        p = self.padding
+        shape = (B, n_H + 2 * p, n_W + 2 * p, C)
+        if p == 0:
+            return A
+        if (
+            self._pad_buffer is None
+            or self._pad_buffer.shape != shape
+            or self._pad_buffer.dtype != A.dtype
+        ):
+            self._pad_buffer = np.zeros(shape, dtype=A.dtype)  # the border stays 0
+        self._pad_buffer[:, p : p + n_H, p : p + n_W, :] = A
+        return self._pad_buffer
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        _check_maps("Conv2D", X, self.c_in)
+        k, s, p = self.k, self.stride, self.padding
+        B, _, n_H, n_W = X.shape
+        if min(n_H, n_W) + 2 * p < k:
+            raise ValueError(
+                f"the input maps are {n_H} x {n_W} pixels ({n_H + 2 * p} x "
+                f"{n_W + 2 * p} with padding {p}), smaller than the {k} x {k} kernel; "
+                "pad them more or use a smaller kernel."
+            )
+        A_pad = self._padded(_channels_last(X))
+        cols = im2col(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
+        # K_mat: column c holds the filter K[c], read in the (u, v, c') order of the
+        # rows of X_col. Then eq. (15.2) is one product, eq. (16.7).
+        K_mat = self.params["K"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
+        Z = cols @ K_mat
+        if self.bias:
+            Z += self.params["b"]
+        self._cache = (cols, K_mat, A_pad.shape, X.shape) if training else None
+        H_out, W_out = output_size(n_H, k, s, p), output_size(n_W, k, s, p)
+        return _channels_first(Z.reshape(B, H_out, W_out, self.c_out))
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        cols, K_mat, pad_shape, in_shape = self._cached(self._cache)
+        D = _channels_last(dout).reshape(len(cols), self.c_out)  # Delta_mat
+        dK_mat = cols.T @ D  # eq. (16.8), left: eq. (16.1) for all filters at once
+        dK = dK_mat.reshape(self.k, self.k, self.c_in, self.c_out)
+        self.grads["K"][...] = dK.transpose(3, 2, 0, 1)  # back to (c, c', u, v)
+        if self.bias:
+            D.sum(axis=0, out=self.grads["b"])
+        if not input_grad:
+            return None
+        # eq. (16.8), middle and right: the gradient of every window, then each added
+        # back onto the pixels it was copied from (col2im); together, eq. (16.2).
+        dA_pad = col2im(D @ K_mat.T, pad_shape, self.k, self.stride)
+        p, (_, _, n_H, n_W) = self.padding, in_shape
+        return _channels_first(dA_pad[:, p : p + n_H, p : p + n_W, :])
+
+    def config(self) -> dict[str, Any]:
+        init = self.init if isinstance(self.init, str) else "custom"
+        return {
+            "c_in": self.c_in,
+            "c_out": self.c_out,
+            "kernel_size": self.k,
+            "stride": self.stride,
+            "padding": self.padding,
+            "bias": self.bias,
+            "init": init,
+            "dtype": str(self.dtype),
+        }
+
+
+class BatchNorm2D(Layer):
+    """Batch normalisation of feature maps, per channel, exactly as PyTorch defines it.
+
+    In training, every channel is standardised with the mean and (biased) variance of
+    its m = B H W values in the batch, then scaled by ``gamma`` and shifted by ``beta``
+    (eq. (17.3)); the running averages are updated with the rate
+    ``momentum`` and the *unbiased* variance (eq. (17.4)). At inference
+    the running averages replace the batch statistics.
+
+    Parameters
+    ----------
+    channels : int
+    momentum : float
+        PyTorch's ``momentum``, the weight of the new batch in the running averages.
+    eps : float
+        Added to the variance before the square root.
+    dtype : numpy dtype
+
+    Attributes
+    ----------
+    params : dict
+        ``"gamma"`` and ``"beta"``, trained, and ``"running_mean"`` and
+        ``"running_var"``, statistics saved with the model but without a gradient.
+    grads : dict
+        ``"gamma"`` and ``"beta"`` only.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0 or eps <= 0:
+            raise ValueError(
+                f"momentum must be in [0, 1] and eps positive, got {momentum}, {eps}."
+            )
+        self.channels, self.momentum, self.eps = int(channels), float(momentum), eps
+        self.dtype = np.dtype(dtype)
+        C = self.channels
+        self.params = {
+            "gamma": np.ones(C, dtype),
+            "beta": np.zeros(C, dtype),
+            "running_mean": np.zeros(C, dtype),
+            "running_var": np.ones(C, dtype),
+        }
+        self.grads = {key: np.zeros(C, dtype) for key in ("gamma", "beta")}
+        self._cache = None
+        self._ones: np.ndarray | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, None, None]:
+        return (self.channels, None, None)
+
+    def _column_sums(self, M: np.ndarray) -> np.ndarray:
+        """1^T M for an (m, C) matrix: one matrix-vector product, which BLAS runs on
+        every core (NumPy's own M.sum(axis=0) uses one)."""
+        if self._ones is None or len(self._ones) != len(M):
+            self._ones = np.ones(len(M), dtype=M.dtype)
+        return self._ones.astype(M.dtype, copy=False) @ M
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        _check_maps("BatchNorm2D", X, self.channels)
+        B, C, n_H, n_W = X.shape
+        Z = _channels_last(X).reshape(-1, C)  # (m, C): a view for channels-last maps
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            self._cache = None
+            mean, var = self.params["running_mean"], self.params["running_var"]
+            scale = gamma / np.sqrt(var + self.eps)
+            out = (Z - mean) * scale + beta
+            return _channels_first(out.reshape(B, n_H, n_W, C))
+        if B < 2:
+            raise ValueError(
+                "batch normalisation in training mode needs at least two examples per "
+                "batch to estimate its statistics, but got one; use a larger batch (or "
+                "drop a last batch of one), or call forward with training=False."
+            )
+        m = len(Z)
+        mean = self._column_sums(Z) / m
+        Z_hat = Z - mean
+        var = self._column_sums(Z_hat * Z_hat) / m  # biased: the batch's own variance
+        inv_std = 1 / np.sqrt(var + self.eps)
+        Z_hat *= inv_std  # standardised: eq. (17.3)
+        rho = self.momentum  # eq. (17.4), unbiased variance
+        self.params["running_mean"] *= 1 - rho
+        self.params["running_mean"] += rho * mean
+        self.params["running_var"] *= 1 - rho
+        self.params["running_var"] += rho * var * (m / (m - 1))
+        self._cache = (Z_hat, inv_std)
+        out = Z_hat * gamma
+        out += beta
+        return _channels_first(out.reshape(B, n_H, n_W, C))
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        Z_hat, inv_std = self._cached(self._cache)
+        B, C, n_H, n_W = dout.shape
+        D = _channels_last(dout).reshape(-1, C)
+        m = len(D)
+        dbeta = self._column_sums(D)  # eq. (16.4)
+        dgamma = self._column_sums(D * Z_hat)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dgamma
+        if not input_grad:
+            return None
+        # eq. (16.6): dZ = (gamma / sigma) (D - mean(D) - Z_hat mean(D Z_hat))
+        dZ = Z_hat * (dgamma / m)
+        dZ += dbeta / m
+        np.subtract(D, dZ, out=dZ)
+        dZ *= self.params["gamma"] * inv_std
+        return _channels_first(dZ.reshape(B, n_H, n_W, C))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "channels": self.channels,
+            "momentum": self.momentum,
+            "eps": self.eps,
+            "dtype": str(self.dtype),
+        }
+
+
+class MaxPool2D(Layer):
+    """Max pooling: the largest entry of every ``pool_size`` x ``pool_size`` window.
+
+    The window moves by ``stride`` (by default its own size, so windows do not overlap)
+    and the output size is eq. (15.3) without padding: a last row or
+    column that no window covers whole is dropped (7 -> 3 for 2 x 2 windows).
+    """
+
+    def __init__(self, pool_size: int = 2, stride: int | None = None):
+        super().__init__()
+        self.k = int(pool_size)
+        self.stride = self.k if stride is None else int(stride)
+        if self.k < 1 or self.stride < 1:
+            raise ValueError(
+                f"pool_size and stride must be at least 1, got {pool_size}, {stride}."
+            )
+        self._cache = None
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        _check_maps("MaxPool2D", X)
+        B, C, n_H, n_W = X.shape
+        k, s = self.k, self.stride
+        if min(n_H, n_W) < k:
+            raise ValueError(
+                f"the input maps are {n_H} x {n_W} pixels, smaller than the {k} x {k} "
+                "pooling window; use larger inputs or fewer pooling layers."
+            )
+        A = _channels_last(X)
+        if k == s == 2:  # the book's pooling: a shorter route, the same numbers
+            out, winner = _pool_2x2(A, training)
+        else:
+            out, winner = _pool_windows(A, k, s, training)
+        self._cache = (winner, X.shape) if training else None
+        return _channels_first(out)
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        winner, in_shape = self._cached(self._cache)
+        if not input_grad:
+            return None
+        B, C, n_H, n_W = in_shape
+        D = _channels_last(dout)
+        dA = np.zeros((B, n_H, n_W, C), dtype=dout.dtype)
+        if self.k == self.stride == 2:
+            _route_2x2(D, winner, dA)
+        else:
+            _route_windows(D, winner, dA, self.k, self.stride)
+        return _channels_first(dA)
+
+    def config(self) -> dict[str, Any]:
+        return {"pool_size": self.k, "stride": self.stride}
+
+
+def _pool_windows(A: np.ndarray, k: int, s: int, training: bool):
+    """Max-pooling of channels-last maps A (B, H, W, C), any window and stride.
+
+    One pass per position (u, v) of the window, in reading order, keeps the running
+    maximum and (in training) the number of the position that holds it: a later
+    position takes over only if strictly larger, so ties go to the first, as in PyTorch.
+    """
+    H_out, W_out = (A.shape[1] - k) // s + 1, (A.shape[2] - k) // s + 1
+    out, winner = None, None
+    for n, (u, v) in enumerate(np.ndindex(k, k)):
+        rows = slice(u, u + s * (H_out - 1) + 1, s)
+        cols = slice(v, v + s * (W_out - 1) + 1, s)
+        candidate = A[:, rows, cols]
+        if out is None:
+            out = candidate.copy()
+            winner = np.zeros(out.shape, np.uint8) if training else None
+            continue
+        if training:
+            np.copyto(winner, n, where=candidate > out)
+        np.maximum(out, candidate, out=out)
+    return out, winner
+
+
+def _route_windows(D, winner, dA, k: int, s: int) -> None:
+    """Eq. (16.3): add each gradient of D onto the winner of its window, in dA."""
+    H_out, W_out = winner.shape[1:3]
+    for n, (u, v) in enumerate(np.ndindex(k, k)):
+        rows = slice(u, u + s * (H_out - 1) + 1, s)
+        cols = slice(v, v + s * (W_out - 1) + 1, s)
+        if s >= k:  # windows do not overlap: each input pixel is written once
+            np.multiply(D, winner == n, out=dA[:, rows, cols, :])
+        else:
+            dA[:, rows, cols, :] += D * (winner == n)
+
+
+def _pool_2x2(A: np.ndarray, training: bool):
+    """:func:`_pool_windows` for 2 x 2 windows and stride 2, in fewer passes.
+
+    The four entries a b / c d of a window are compared in pairs; the winner is
+    described by three comparisons, each keeping the first of two equal entries:
+    top row or bottom (max(a, b) >= max(c, d)), and left or right in each row.
+    """
+    H2, W2 = 2 * (A.shape[1] // 2), 2 * (A.shape[2] // 2)
+    a, b = A[:, 0:H2:2, 0:W2:2], A[:, 0:H2:2, 1:W2:2]
+    c, d = A[:, 1:H2:2, 0:W2:2], A[:, 1:H2:2, 1:W2:2]
+    top, bottom = np.maximum(a, b), np.maximum(c, d)
+    out = np.maximum(top, bottom)
+    winner = (top >= bottom, a >= b, c >= d) if training else None
+    return out, winner
+
+
+def _route_2x2(D, winner, dA) -> None:
+    """Eq. (16.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
+    in_top, left_in_top, left_in_bottom = winner
+    H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
+    D_top = D * in_top
+    D_bottom = D - D_top
+    a, b = dA[:, 0:H2:2, 0:W2:2], dA[:, 0:H2:2, 1:W2:2]
+    c, d = dA[:, 1:H2:2, 0:W2:2], dA[:, 1:H2:2, 1:W2:2]
+    np.multiply(D_top, left_in_top, out=a)
+    np.subtract(D_top, a, out=b)
+    np.multiply(D_bottom, left_in_bottom, out=c)
+    np.subtract(D_bottom, c, out=d)
+
+
+class Flatten(Layer):
+    """(B, C, H, W) -> (B, C H W), in the index order (c, i, j), as PyTorch's."""
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = X.shape if training else None
+        return X.reshape(len(X), -1)
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        shape = self._cached(self._shape)
+        return dout.reshape(shape) if input_grad else None
+
+
+class Reshape(Layer):
+    """Give every example the shape ``shape``: ``X.reshape(len(X), *shape)``.
+
+    A network for images that starts with ``Reshape((1, 28, 28))`` takes rows of 784
+    pixels, as the perceptrons of Part II do, and sees one-channel 28 x 28 images.
+    """
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(int(n) for n in shape)
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (int(np.prod(self.shape)),)
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        size = int(np.prod(X.shape[1:]))
+        if size != self.input_shape[0]:
+            raise ValueError(
+                f"Reshape({self.shape}) needs {self.input_shape[0]} values per "
+                f"example but got {size} (input shape {X.shape}); check the input."
+            )
+        self._shape = X.shape if training else None
+        return X.reshape(len(X), *self.shape)
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        shape = self._cached(self._shape)
+        return dout.reshape(shape) if input_grad else None
+
+    def config(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}

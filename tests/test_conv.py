@@ -1,0 +1,475 @@
+"""The convolutional layers: fast against the loop references, finite differences and
+PyTorch (float64), the one-sentence errors, and the layer contract they share.
+
+Shapes come from seeded generators; each assertion message says "ours vs reference".
+The PyTorch comparisons skip, one by one, where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlfp import activations, conv, losses
+from dlfp.gradcheck import check_layer, check_model
+from dlfp.layers import Dense, Dropout, Layer
+from dlfp.model import Sequential, load
+from dlfp.optim import SGD
+from dlfp.train import fit
+
+TOL = 1e-6
+
+# (B, C_in, H, W, C_out, k, stride, padding, bias): odd sizes, strides that do not
+# divide the input, kernels larger than the stride, and the book's 3 x 3 same padding.
+GEOMETRIES = [
+    (3, 2, 7, 6, 4, 3, 1, 1, True),
+    (2, 3, 9, 8, 5, 3, 2, 0, False),
+    (2, 1, 10, 11, 3, 4, 3, 2, True),
+    (2, 2, 5, 5, 3, 2, 1, 0, True),
+    (4, 1, 8, 8, 2, 3, 1, 1, False),
+]
+
+
+def conv_case(geometry, seed=0):
+    B, C, H, W, C_out, k, s, p, bias = geometry
+    rng = np.random.default_rng(seed)
+    layer = conv.Conv2D(
+        C, C_out, k, stride=s, padding=p, bias=bias, rng=rng, dtype=np.float64
+    )
+    if bias:
+        layer.params["b"][...] = rng.standard_normal(C_out)
+    return layer, rng.standard_normal((B, C, H, W)), rng
+
+
+def distinct(rng, shape, gap=0.05):
+    """Random values at least ``gap`` apart: no two entries of a pooling window tie,
+    even after the finite differences' steps of 1e-5."""
+    values = gap * rng.permutation(int(np.prod(shape))).astype(np.float64)
+    return (values - values.mean()).reshape(shape)
+
+
+# --- Fast layers against the loop references --------------------------------------
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_layer_matches_the_loops(geometry):
+    layer, A, rng = conv_case(geometry)
+    K, s, p = layer.params["K"], layer.stride, layer.padding
+    b = layer.params.get("b")
+    Z = layer.forward(A, training=True)
+    np.testing.assert_allclose(
+        Z, conv.conv2d_loop(A, K, b, s, p), rtol=1e-12, atol=1e-12,
+        err_msg="forward: ours vs loops",
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        conv.conv2d(A, K, b, s, p), conv.conv2d_loop(A, K, b, s, p), atol=1e-12
+    )
+    Delta = rng.standard_normal(Z.shape)
+    dA = layer.backward(Delta)
+    for name, (dK_ref, db_ref, dA_ref) in {
+        "loops": conv.conv2d_backward_loop(A, K, Delta, s, p),
+        "full convolution": conv.conv2d_backward(A, K, Delta, padding=p, stride=s),
+    }.items():
+        np.testing.assert_allclose(dA, dA_ref, atol=1e-12, err_msg=f"dA vs {name}")
+        np.testing.assert_allclose(
+            layer.grads["K"], dK_ref, atol=1e-12, err_msg=f"dK vs {name}"
+        )
+        if b is not None:
+            np.testing.assert_allclose(layer.grads["b"], db_ref, atol=1e-12)
+
+
+def test_im2col_and_col2im_are_adjoint():
+    """<im2col(A), C> = <A, col2im(C)>: col2im is the transpose of im2col's copy."""
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((2, 7, 6, 3))
+    cols = conv.im2col(A, 3, 2)
+    C = rng.standard_normal(cols.shape)
+    assert np.isclose(np.sum(cols * C), np.sum(A * conv.col2im(C, A.shape, 3, 2)))
+
+
+@pytest.mark.parametrize("k, s, H, W", [(2, 2, 8, 8), (2, 2, 7, 7), (3, 2, 9, 8)])
+def test_maxpool_layer_matches_the_loops(k, s, H, W):
+    rng = np.random.default_rng(k + s + H)
+    A = rng.standard_normal((2, 3, H, W))
+    layer = conv.MaxPool2D(k, s)
+    out = layer.forward(A, training=True)
+    np.testing.assert_array_equal(out, conv.maxpool(A, k, s))
+    G = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(layer.backward(G), conv.maxpool_backward(A, G, k, s))
+
+
+def test_maxpool_sends_a_tie_to_the_first_maximum():
+    A = np.zeros((1, 1, 2, 4))
+    A[0, 0, :, 2:] = [[1.0, 3.0], [3.0, 3.0]]  # the second window ties three ways
+    layer = conv.MaxPool2D(2)
+    layer.forward(A, training=True)
+    dA = layer.backward(np.array([[[[5.0, 7.0]]]]))
+    expected = np.array([[[[5.0, 0, 0, 7.0], [0, 0, 0, 0]]]])
+    np.testing.assert_array_equal(dA, expected)
+    np.testing.assert_array_equal(
+        conv.maxpool_backward(A, np.array([[[[5.0, 7.0]]]])), expected
+    )
+
+
+def test_batch_norm_layer_matches_the_loops():
+    rng = np.random.default_rng(2)
+    Z = 2 * rng.standard_normal((4, 3, 5, 6)) + 1
+    layer = conv.BatchNorm2D(3, dtype=np.float64)
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    layer.params["gamma"][...], layer.params["beta"][...] = gamma, beta
+    out = layer.forward(Z, training=True)
+    ref, mean, var = conv.batch_norm_loop(Z, gamma, beta)
+    np.testing.assert_allclose(out, ref, atol=1e-12, err_msg="forward: ours vs loops")
+    G = rng.standard_normal(Z.shape)
+    dZ = layer.backward(G)
+    dZ_ref, dgamma, dbeta = conv.batch_norm_backward_loop(G, Z, gamma)
+    np.testing.assert_allclose(dZ, dZ_ref, atol=1e-12, err_msg="dZ: compact vs paths")
+    np.testing.assert_allclose(layer.grads["gamma"], dgamma, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["beta"], dbeta, atol=1e-12)
+    # PyTorch's running averages: momentum 0.1, the unbiased variance (m = B H W).
+    m = Z.size // 3
+    np.testing.assert_allclose(layer.params["running_mean"], 0.1 * mean)
+    np.testing.assert_allclose(
+        layer.params["running_var"], 0.9 + 0.1 * var * m / (m - 1)
+    )
+    # At inference the running averages replace the batch's statistics.
+    rm, rv = layer.params["running_mean"], layer.params["running_var"]
+    expected = (Z - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5)
+    expected = gamma[:, None, None] * expected + beta[:, None, None]
+    np.testing.assert_allclose(layer.forward(Z), expected, atol=1e-12)
+
+
+# --- Finite differences, float64 ---------------------------------------------------
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_gradients(geometry):
+    layer, A, rng = conv_case(geometry, seed=3)
+    errors = check_layer(layer, A, rng)
+    assert set(errors) == {"X", *layer.params}
+    for key, err in errors.items():
+        assert err < TOL, f"Conv2D{geometry} d{key}: {err:.2e} (ours vs numerical)"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batch_norm_gradients(seed):
+    rng = np.random.default_rng(seed)
+    layer = conv.BatchNorm2D(3, dtype=np.float64)
+    layer.params["gamma"][...] = rng.standard_normal(3)
+    layer.params["beta"][...] = rng.standard_normal(3)
+    running = {k: layer.params[k].copy() for k in ("running_mean", "running_var")}
+    errors = check_layer(layer, 3 * rng.standard_normal((3, 3, 4, 5)) + 1, rng)
+    assert set(errors) == {"X", "gamma", "beta"}  # statistics have no gradient
+    for key, err in errors.items():
+        assert err < TOL, f"BatchNorm2D d{key}: {err:.2e} (ours vs numerical)"
+    for key, value in running.items():  # put back after the check's training passes
+        np.testing.assert_array_equal(layer.params[key], value)
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_gradients(k, s):
+    rng = np.random.default_rng(k * 10 + s)
+    errors = check_layer(conv.MaxPool2D(k, s), distinct(rng, (2, 3, 7, 6)), rng)
+    assert errors["X"] < TOL, f"MaxPool2D({k}, {s}): {errors['X']:.2e}"
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [(conv.Flatten(), (3, 2, 4, 5)), (conv.Reshape((2, 3, 4)), (3, 24))],
+)
+def test_reshaping_gradients(layer, shape):
+    rng = np.random.default_rng(0)
+    assert check_layer(layer, rng.standard_normal(shape), rng)["X"] < 1e-9
+
+
+def small_cnn(rng, dtype=np.float64):
+    """Two convolution blocks and a classifier, the book's CNN in miniature."""
+    w = {"rng": rng, "dtype": dtype}
+    return Sequential(
+        [
+            conv.Reshape((1, 8, 8)),
+            conv.Conv2D(1, 3, 3, padding=1, bias=False, **w),
+            conv.BatchNorm2D(3, dtype=dtype),
+            activations.ReLU(),
+            conv.MaxPool2D(2),
+            conv.Conv2D(3, 4, 3, padding=1, bias=False, **w),
+            conv.BatchNorm2D(4, dtype=dtype),
+            activations.ReLU(),
+            conv.MaxPool2D(2),
+            conv.Flatten(),
+            Dense(16, 6, init="he", **w),
+            activations.ReLU(),
+            Dropout(0.25, rng=rng),
+            Dense(6, 3, **w),
+        ]
+    )
+
+
+def test_a_bias_before_batch_norm_has_no_gradient():
+    """Batch normalisation subtracts every constant added before it."""
+    rng = np.random.default_rng(9)
+    layers = [
+        conv.Conv2D(2, 3, 3, rng=rng, dtype=np.float64),
+        conv.BatchNorm2D(3, dtype=np.float64),
+    ]
+    model = Sequential(layers)
+    out = model.forward(rng.standard_normal((4, 2, 5, 5)), training=True)
+    model.backward(rng.standard_normal(out.shape))
+    assert (
+        np.abs(layers[0].grads["b"]).max() < 1e-12 * np.abs(layers[0].grads["K"]).max()
+    )
+
+
+def test_whole_cnn_gradients():
+    rng = np.random.default_rng(4)
+    model = small_cnn(rng)
+    for layer in model.layers:  # a generic point: not gamma = 1, beta = 0, b = 0
+        for key in ("gamma", "beta", "b"):
+            if key in layer.grads:
+                layer.params[key][...] += 0.3 * rng.standard_normal(
+                    layer.params[key].shape
+                )
+    X, y = distinct(rng, (5, 64), gap=0.01), rng.integers(0, 3, 5)
+    errors = check_model(model, X, y, losses.softmax_cross_entropy)
+    assert len(errors) == 10  # K; gamma, beta; K; gamma, beta; W, b; W, b
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOL, f"{worst}: {errors[worst]:.2e} (ours vs numerical)"
+
+
+# --- Against PyTorch, float64 --------------------------------------------------------
+
+
+def tensor(torch, a):
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_matches_pytorch(geometry):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    F = torch.nn.functional
+    layer, A, rng = conv_case(geometry, seed=5)
+    Z = layer.forward(A, training=True)
+    G = rng.standard_normal(Z.shape)
+    dA = layer.backward(G)
+    A_t, K_t = tensor(torch, A), tensor(torch, layer.params["K"])
+    b_t = tensor(torch, layer.params["b"]) if layer.bias else None
+    ref = F.conv2d(A_t, K_t, b_t, stride=layer.stride, padding=layer.padding)
+    (ref * torch.from_numpy(G)).sum().backward()
+    np.testing.assert_allclose(
+        Z, ref.detach().numpy(), atol=1e-12, err_msg="Z: ours vs PyTorch"
+    )
+    np.testing.assert_allclose(
+        dA, A_t.grad.numpy(), atol=1e-12, err_msg="dA: ours vs PyTorch"
+    )
+    np.testing.assert_allclose(
+        layer.grads["K"], K_t.grad.numpy(), atol=1e-12, err_msg="dK: ours vs PyTorch"
+    )
+    if layer.bias:
+        np.testing.assert_allclose(layer.grads["b"], b_t.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_matches_pytorch_ties_included(k, s):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    rng = np.random.default_rng(k + s)
+    A = np.maximum(rng.standard_normal((2, 3, 7, 9)), 0)  # after a ReLU: many ties at 0
+    A[0, 0, :2, :2] = 1.5  # and a tie between positive values
+    layer = conv.MaxPool2D(k, s)
+    out = layer.forward(A, training=True)
+    G = rng.standard_normal(out.shape)
+    A_t = tensor(torch, A)
+    ref = torch.nn.functional.max_pool2d(A_t, k, s)
+    (ref * torch.from_numpy(G)).sum().backward()
+    np.testing.assert_array_equal(out, ref.detach().numpy())
+    # Exactly the same entries receive the gradients (where windows overlap, the sums
+    # may be added in another order).
+    np.testing.assert_allclose(layer.backward(G), A_t.grad.numpy(), rtol=1e-15)
+
+
+def test_batch_norm_matches_pytorch():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    rng = np.random.default_rng(6)
+    layer = conv.BatchNorm2D(4, dtype=np.float64)
+    bn = torch.nn.BatchNorm2d(4, dtype=torch.float64)  # momentum 0.1, eps 1e-5
+    for step in range(3):  # the running averages over several batches
+        Z = (step + 1) * rng.standard_normal((5, 4, 3, 6)) + step
+        Z_t = tensor(torch, Z)
+        out = layer.forward(Z, training=True)
+        ref = bn(Z_t)
+        G = rng.standard_normal(Z.shape)
+        (ref * torch.from_numpy(G)).sum().backward()
+        dZ = layer.backward(G)
+        np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(dZ, Z_t.grad.numpy(), atol=1e-12, err_msg="dZ")
+        np.testing.assert_allclose(
+            layer.grads["gamma"], bn.weight.grad.numpy(), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            layer.grads["beta"], bn.bias.grad.numpy(), atol=1e-12
+        )
+        bn.weight.grad = bn.bias.grad = None
+        for ours, theirs in [
+            ("running_mean", bn.running_mean),
+            ("running_var", bn.running_var),
+        ]:
+            np.testing.assert_allclose(layer.params[ours], theirs.numpy(), rtol=1e-12)
+    bn.eval()
+    np.testing.assert_allclose(
+        layer.forward(Z), bn(torch.from_numpy(Z)).detach().numpy(), atol=1e-12
+    )
+
+
+# --- Errors a reader will meet ------------------------------------------------------
+
+
+def one_sentence(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert message.endswith(".") and "\n" not in message, message
+    return message
+
+
+WRONG_INPUTS = {
+    "channels": (conv.Conv2D(3, 4, 3), (2, 1, 8, 8), False, "expects 3 input channels"),
+    "small": (conv.Conv2D(1, 4, 5, padding=1), (2, 1, 2, 2), False, "than the 5 x 5"),
+    "no channel axis": (conv.Conv2D(1, 4, 3), (2, 8, 8), False, "X[:, None]"),
+    "bn channels": (conv.BatchNorm2D(16), (2, 8, 5, 5), True, "expects 16 input"),
+    "batch of one": (conv.BatchNorm2D(2), (1, 2, 5, 5), True, "at least two examples"),
+    "pool": (conv.MaxPool2D(2), (2, 3, 1, 4), False, "than the 2 x 2 pooling window"),
+    "reshape": (conv.Reshape((1, 28, 28)), (2, 100), False, "needs 784 values"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_INPUTS)
+def test_wrong_inputs_get_one_sentence_that_says_what_to_do(case):
+    layer, shape, training, words = WRONG_INPUTS[case]
+    with pytest.raises(ValueError) as err:
+        layer.forward(np.ones(shape, np.float32), training=training)
+    assert words in one_sentence(err)
+
+
+def test_batch_of_one_is_fine_at_inference():
+    layer = conv.BatchNorm2D(2)
+    assert layer.forward(np.ones((1, 2, 3, 3), np.float32)).shape == (1, 2, 3, 3)
+
+
+def every_layer():
+    rng = np.random.default_rng(0)
+    return [
+        (Dense(4, 3, rng=rng), (2, 4)),
+        (Dropout(0.5, rng=rng), (2, 4)),
+        (activations.ReLU(), (2, 4)),
+        (activations.Sigmoid(), (2, 4)),
+        (activations.Tanh(), (2, 4)),
+        (activations.LeakyReLU(), (2, 4)),
+        (activations.Softmax(), (2, 4)),
+        (Layer(), (2, 4)),
+        (conv.Conv2D(2, 3, 3, rng=rng), (2, 2, 5, 5)),
+        (conv.BatchNorm2D(2), (2, 2, 5, 5)),
+        (conv.MaxPool2D(2), (2, 2, 5, 5)),
+        (conv.Flatten(), (2, 2, 5, 5)),
+        (conv.Reshape((2, 2)), (2, 4)),
+        (small_cnn(rng, np.float32), (2, 64)),
+    ]
+
+
+@pytest.mark.parametrize("layer, shape", every_layer(), ids=lambda x: type(x).__name__)
+def test_every_layer_keeps_the_contract(layer, shape):
+    X = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    out = layer.forward(X)  # inference: nothing cached, so backward must refuse
+    with pytest.raises(RuntimeError) as err:
+        layer.backward(np.ones_like(out))
+    assert "forward(X, training=True)" in one_sentence(err)
+    out = layer.forward(X, training=True)
+    dX = layer.backward(np.ones_like(out))
+    assert dX.shape == X.shape
+    grads = {k: g.copy() for k, g in layer.grads.items()}
+    assert layer.backward(np.ones_like(out), input_grad=False) is None
+    for key, value in grads.items():  # the parameters' gradients all the same
+        np.testing.assert_array_equal(layer.grads[key], value)
+
+
+def test_a_backward_written_for_one_argument_still_works():
+    class Doubling(Layer):
+        def backward(self, dout):  # the contract before input_grad
+            return 2 * dout
+
+    layer = Doubling()
+    layer.forward(np.ones(3), training=True)
+    np.testing.assert_array_equal(layer.backward(np.ones(3)), [2, 2, 2])
+    assert layer.backward(np.ones(3), input_grad=False) is None
+
+
+def test_training_skips_the_gradients_nothing_needs():
+    """Before the first layer with parameters, no backward runs at all."""
+    calls = []
+
+    class Logged(conv.Reshape):
+        def backward(self, dout, input_grad=True):
+            calls.append(input_grad)
+            return super().backward(dout, input_grad)
+
+    rng = np.random.default_rng(0)
+    model = small_cnn(rng)
+    model.layers[0] = Logged((1, 8, 8))
+    X = rng.standard_normal((4, 64))
+    out = model.forward(X, training=True)
+    assert model.backward(np.ones_like(out), input_grad=False) is None
+    assert calls == []
+    assert model.backward(np.ones_like(out)).shape == X.shape and calls == [True]
+
+
+# --- A CNN in the machinery that was built for the MLP ------------------------------
+
+
+def test_a_cnn_saves_and_loads_without_pickle(tmp_path):
+    rng = np.random.default_rng(7)
+    model = small_cnn(rng, np.float32)
+    X = rng.random((10, 64)).astype(np.float32)
+    model.forward(X, training=True)  # running averages that differ from the start
+    path = model.save(tmp_path / "cnn.npz", note="small")
+    again = load(path)
+    assert [type(layer) for layer in again.layers] == [
+        type(layer) for layer in model.layers
+    ]
+    assert again.dtype == np.float32 and again.metadata == {"note": "small"}
+    for ours, theirs in zip(model.layers, again.layers, strict=True):
+        assert ours.config() == theirs.config()
+        for key, value in ours.params.items():
+            np.testing.assert_array_equal(theirs.params[key], value)
+    np.testing.assert_array_equal(again.predict_logits(X), model.predict_logits(X))
+
+
+def test_parameters_are_the_trained_arrays_and_filters_decay():
+    model = small_cnn(np.random.default_rng(0))
+    names = {p.name: p.decay for p in model.parameters()}
+    assert "2.running_mean" not in names and names["2.gamma"] is False
+    assert names["1.K"] is True and names["10.b"] is False and names["10.W"] is True
+    assert model.num_parameters() == (9 * 3 + 2 * 3) + (27 * 4 + 2 * 4) + (
+        16 * 6 + 6
+    ) + (6 * 3 + 3)
+
+
+def test_the_model_checks_image_inputs_at_the_door():
+    rng = np.random.default_rng(0)
+    model = small_cnn(rng, np.float32)  # starts with Reshape((1, 8, 8)): rows of 64
+    with pytest.raises(ValueError, match=r"X.reshape\(len\(X\), -1\)") as err:
+        model.check_inputs(np.zeros((3, 8, 8)))
+    one_sentence(err)
+    maps = Sequential(model.layers[1:])  # starts with the convolution: (B, 1, H, W)
+    assert maps.input_shape == (1, None, None)
+    assert maps.check_inputs(np.zeros((3, 1, 8, 8))).shape == (3, 1, 8, 8)
+    with pytest.raises(ValueError, match="examples of shape") as err:
+        maps.check_inputs(np.zeros((3, 2, 8, 8)))
+    one_sentence(err)
+
+
+def test_fit_trains_a_cnn_unchanged():
+    rng = np.random.default_rng(8)
+    model = small_cnn(rng, np.float32)
+    X = rng.random((96, 64)).astype(np.float32)
+    y = (X[:, :32].sum(axis=1) > X[:, 32:].sum(axis=1)).astype(int)
+    history = fit(
+        model, X, y, optimizer=SGD(model.parameters(), lr=0.1), epochs=8,
+        batch_size=16, rng=rng, validation=(X, y),
+    )  # fmt: skip
+    assert history.loss[-1] < history.loss[0]
