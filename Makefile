@@ -6,7 +6,8 @@
 #   make lint   ruff on the library, the tests and the benchmarks
 #   make core   the unit tests in .venv-core, which holds NumPy and the test tools only:
 #               proves that `import dlfp` and its checks need nothing else
-#   make pdf    the book as one PDF, from the notebooks that the last `make test` executed
+#   make pdf    the book as one PDF, from the notebooks that `make book` executed
+#               (`make test` makes one from its own build)
 #   make binder the launch path: an environment from exactly binder/, JupyterLab, a chapter
 #               opened as a notebook in Chromium, its first cells run
 #   make lock   regenerate requirements.lock from pyproject.toml
@@ -63,7 +64,7 @@ pdf: setup
 	@echo "The PDF is ready: $(abspath $(PDF_BUILD)/_build/latex/dlfp.pdf)"
 
 # The launch path as a reader meets it: an environment from exactly binder/ (in _build/binder,
-# kept between runs, rebuilt when binder/ or the lock changes), JupyterLab started with
+# kept, rebuilt when binder/, the lock or pyproject.toml change), JupyterLab started with
 # binder/postBuild, a chapter opened in Chromium as a notebook and its first cells run.
 binder: setup
 	$(BIN)/python -m pytest tests/binder -m binder
