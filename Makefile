@@ -6,6 +6,11 @@
 #   make lint   ruff on the library, the tests and the benchmarks
 #   make core   the unit tests in .venv-core, which holds NumPy and the test tools only:
 #               proves that `import dlfp` and its checks need nothing else
+#   make pdf    the book as one PDF, from the notebooks that `make book` executed
+#               (`make test` makes one from its own build)
+#   make binder the launch path: an environment from exactly binder/, JupyterLab, a chapter
+#               opened as a notebook in Chromium, its first cells run
+#   make lock   regenerate requirements.lock from pyproject.toml
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,17 +18,20 @@ BIN    := $(VENV)/bin
 TEST_BUILD := _build/test
 
 CORE   ?= .venv-core
+# Exact versions of everything that pyproject.toml asks for: every install (make, CI and
+# Binder) is constrained by it.
+LOCK   := requirements.lock
 
-.PHONY: book test unit lint core setup clean
+.PHONY: book test pdf binder unit lint core setup lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 	  "dlfp needs Python 3.11 or newer: run make PYTHON=python3.11 (or newer).")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[all]"
 	@touch $@
 
 # Models that one chapter trains and a later one inspects are kept beside the build.
@@ -32,15 +40,37 @@ book: setup
 	  $(BIN)/jupyter-book build -W -n --keep-going .
 	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
 
+# The PDF is built by `make test` too, after the HTML and from the notebooks it executed.
 test: setup
-	$(BIN)/python -m pytest -m "not slow and not book"
+	$(BIN)/python -m pytest -m "not slow and not book and not binder"
 	rm -rf $(TEST_BUILD)
 	DLFP_ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts) \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
-	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html
+	$(MAKE) pdf PDF_BUILD=$(TEST_BUILD) ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts)
+	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
+	  --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf
+	$(MAKE) binder
+
+# The book as one PDF through LaTeX. It reuses the notebooks that the HTML build in the same
+# folder executed (Jupyter Book's execution cache in $(PDF_BUILD)/_build/.jupyter_cache), so
+# run it after `make book` (or let `make test` run it): nothing is executed twice. The PDF is
+# also copied beside the HTML pages, where the introduction links to it.
+PDF_BUILD ?= .
+ARTIFACTS ?= $(abspath _build/artifacts)
+pdf: setup
+	DLFP_ARTIFACTS=$(ARTIFACTS) $(BIN)/jupyter-book build -W -n --keep-going \
+	  --builder pdflatex --path-output $(PDF_BUILD) .
+	cp $(PDF_BUILD)/_build/latex/dlfp.pdf $(PDF_BUILD)/_build/html/dlfp.pdf
+	@echo "The PDF is ready: $(abspath $(PDF_BUILD)/_build/latex/dlfp.pdf)"
+
+# The launch path as a reader meets it: an environment from exactly binder/ (in _build/binder,
+# kept, rebuilt when binder/, the lock or pyproject.toml change), JupyterLab started with
+# binder/postBuild, a chapter opened in Chromium as a notebook and its first cells run.
+binder: setup
+	$(BIN)/python -m pytest tests/binder -m binder
 
 unit: setup
-	$(BIN)/python -m pytest -m "not slow and not book"
+	$(BIN)/python -m pytest -m "not slow and not book and not binder"
 
 lint: setup
 	$(BIN)/python -m ruff check src tests benchmarks
@@ -49,12 +79,31 @@ lint: setup
 $(CORE)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(CORE)
 	$(CORE)/bin/python -m pip install --quiet --upgrade pip
-	$(CORE)/bin/python -m pip install --quiet -e ".[test]"
+	$(CORE)/bin/python -m pip install --quiet -c $(LOCK) -e ".[test]"
 	@touch $@
 
 # Without PyTorch, TensorFlow or the book's tools, only their comparisons may skip.
 core: $(CORE)/.installed
-	$(CORE)/bin/python -m pytest -m "not slow and not book" -p no:cacheprovider
+	$(CORE)/bin/python -m pytest -m "not slow and not book and not binder" -p no:cacheprovider
 
 clean:
 	rm -rf _build
+
+# requirements.lock: exact versions for Linux x86-64 and Python 3.11 (Binder's), PyTorch's CPU
+# build. The PyTorch CPU index is where uv finds that build; offline, point LOCK_SOURCES at a
+# folder of wheels instead: make lock LOCK_SOURCES="--find-links /opt/wheels"
+LOCK_SOURCES ?= --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match
+LOCKER := .venv-lock
+$(LOCKER)/bin/uv:
+	$(PYTHON) -m venv $(LOCKER)
+	$(LOCKER)/bin/python -m pip install --quiet "uv>=0.5"
+
+lock: $(LOCKER)/bin/uv
+	$(LOCKER)/bin/uv pip compile pyproject.toml --extra all --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-emit-package dlfp --no-header \
+	  $(LOCK_SOURCES) --quiet -o $(LOCK)
+	@# The local label (+cpu) names a build, not a version: without it the same line installs
+	@# from PyPI on machines without the CPU index, and the CPU build where one is offered.
+	sed -i 's/^\(torch==[^+ ]*\)+cpu/\1/' $(LOCK)
+	@sed -i '1i # Generated by `make lock` from pyproject.toml: do not edit by hand.' $(LOCK)
+	@echo "$(LOCK) regenerated: commit it with pyproject.toml."

@@ -21,6 +21,12 @@ def pytest_addoption(parser):
         default=None,
         help="folder of the built HTML book (_build/html) for the 'book' tests",
     )
+    parser.addoption(
+        "--book-pdf",
+        type=Path,
+        default=None,
+        help="the book built as one PDF (_build/latex/dlfp.pdf) for the 'book' tests",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,5 +39,18 @@ def book_dir(request) -> Path:
         raise FileNotFoundError(
             f"{path} holds no built book (no index.html); build it with "
             "'jupyter-book build .' first."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def book_pdf(request) -> Path:
+    path = request.config.getoption("--book-pdf")
+    if path is None:
+        pytest.skip("needs the PDF book: pass --book-pdf=_build/latex/dlfp.pdf")
+    path = path.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist; build it with 'make pdf' first."
         )
     return path

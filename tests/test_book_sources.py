@@ -27,15 +27,21 @@ def test_chapter_is_a_python_notebook(page):
 
 
 def test_binder_installs_the_project_and_opens_chapters_as_notebooks():
+    import tomllib
+
     requirements = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
     lines = [line.split("#")[0].strip() for line in requirements]
-    project = [line for line in lines if line.startswith(".[")]
-    assert project, "binder/requirements.txt does not install this project"
-    assert "torch" in project[0] and "tf" in project[0]
-    assert any(line.startswith("jupytext") for line in lines)
-    assert any(line.startswith("myst-nb") for line in lines)  # chapters import myst_nb
+    assert "-c ../requirements.lock" in lines, "Binder does not install from the lock"
+    assert ".[binder]" in lines, "binder/requirements.txt does not install this project"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    binder = " ".join(extras["optional-dependencies"]["binder"])
+    book = " ".join(extras["optional-dependencies"]["book"])
+    assert "dlfp[torch,tf,book]" in binder
+    assert "jupyterlab-myst" in binder and "jupyterlab" in binder
+    assert "jupytext" in book and "jupyter-book" in book  # chapters import myst_nb
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert "jupytext-config set-default-viewer" in post_build
+    assert "python -m dlfp.reader book" in post_build
 
 
 def test_book_configuration():

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from .test_html import CONFIG
+
 pytestmark = pytest.mark.book
 
 CHROMIUM = os.environ.get("DLFP_CHROMIUM", "/usr/bin/chromium")
@@ -121,3 +123,35 @@ def test_search_finds_a_chapter(page, site):
     assert "Meet MNIST" in links
     screenshot(page, "search")
     assert page.external == [], f"the search page asked the network for {page.external}"
+
+
+def test_live_code_is_set_up_and_its_scripts_load_cleanly(page, site):
+    """Thebe (the live code button) starts the Binder environment of the launch
+    buttons, and the page loads its scripts without an error in the console."""
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    loaded = []
+    page.on("requestfinished", lambda r: loaded.append(r.url))
+    page.goto(f"{site}/book/part1/neuron.html", wait_until="load")
+    page.wait_for_timeout(1000)  # async scripts run after "load"
+    config = page.locator("script[type='text/x-thebe-config']").inner_text()
+    url = CONFIG["repository"]["url"].rstrip("/").removesuffix(".git")
+    owner_repo = "/".join(url.split("/")[-2:])
+    assert f'repo: "{owner_repo}"' in config, (
+        f"Thebe starts another repository: {config}"
+    )
+    assert f'ref: "{CONFIG["repository"]["branch"]}"' in config
+    assert 'path: "./book/part1"' in config, "Thebe's kernel starts in another folder"
+    # Thebe itself starts mybinder.org, the launch buttons' BinderHub.
+    assert (
+        CONFIG["launch_buttons"]["binderhub_url"].rstrip("/") == "https://mybinder.org"
+    )
+    assert any("sphinx-thebe.js" in u for u in loaded), (
+        "the Thebe script was not loaded"
+    )
+    button = page.locator("button[onclick*='initThebe'], .btn-launch-thebe")
+    assert button.count() >= 1, "no live code button on a chapter page"
+    assert page.evaluate("typeof initThebe") == "function"
+    assert not problems, f"errors in the console: {problems}"
+    assert page.external == [], f"the page asked the network for {page.external}"
