@@ -149,7 +149,7 @@ def test_rmsprop_and_warmup_arguments_are_checked():
 
 def test_adagrad_first_step_is_eta_per_coordinate_and_rmsprop_forgets():
     """AdaGrad's first step is eta sign(g); with a constant gradient its steps fall as
-    1/sqrt(t) while RMSProp's settle at eta (the sum never forgets, the average does)."""
+    1/sqrt(t) while RMSProp's settle at eta (a sum never forgets, an average does)."""
     theta = {k: np.zeros(3) for k in ("adagrad", "rmsprop")}
     grad = np.array([1e-3, 1.0, -50.0])
     opts = {
@@ -173,7 +173,8 @@ def test_adagrad_first_step_is_eta_per_coordinate_and_rmsprop_forgets():
 
 def test_warmup_schedule_rises_linearly_then_holds():
     rate = optim.warmup_schedule(0.2, 4)
-    assert [rate(t) for t in range(6)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    expected = [0.05, 0.1, 0.15, 0.2, 0.2, 0.2]
+    assert [rate(t) for t in range(6)] == pytest.approx(expected)
 
 
 # --- Errors at the model's door -----------------------------------------------------
@@ -442,7 +443,7 @@ def test_backward_without_input_gradient_still_calls_an_overridden_backward():
 
 
 def overfitting_run(patience, epochs=60):
-    """A wide network on 40 noisy moons: its validation loss turns up within 60 epochs."""
+    """A wide network on 40 noisy moons: its validation loss turns up in 60 epochs."""
     rng = np.random.default_rng(0)
     X, y = toy.moons(40, rng, noise=0.35)
     X_val, y_val = toy.moons(200, rng, noise=0.35)
@@ -464,7 +465,7 @@ def overfitting_run(patience, epochs=60):
 def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
     _, full, _ = overfitting_run(None)
     best = int(np.argmin(full.val_loss)) + 1
-    assert best < len(full.epoch) - 5, "the run no longer overfits: the test means nothing"
+    assert best < len(full.epoch) - 5, "the run no longer overfits: the test is void"
     model, history, (X_val, y_val) = overfitting_run(patience=5)
     assert history.best_epoch == best
     assert history.epoch[-1] == min(best + 5, 60)  # stopped after 5 epochs without gain
@@ -475,8 +476,8 @@ def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
 
 
 def test_default_fit_is_unchanged_by_early_stopping_support():
-    """Without patience, fit runs every epoch and leaves the last weights, bit for bit as
-    the same loop written out by hand."""
+    """Without patience, fit runs every epoch and leaves the last weights, bit for bit
+    as the same loop written out by hand."""
     model, history, _ = overfitting_run(None, epochs=8)
     assert history.best_epoch is None and history.epoch == list(range(1, 9))
     rng = np.random.default_rng(0)

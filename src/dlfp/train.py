@@ -207,8 +207,9 @@ def fit(
                 if classification:
                     line += f"  val_acc {history.val_accuracy[-1]:.4f}"
             print(line + f"  ({history.seconds[-1]:.1f}s)")
+        # Early stopping, eq. (10.6): remember the best weights, stop after patience.
         if patience is not None:
-            if history.val_loss[-1] < best_loss:  # eq. (10.6)
+            if history.val_loss[-1] < best_loss:
                 best_loss, waited = history.val_loss[-1], 0
                 best_state = [a.copy() for a in state]
                 history.best_epoch = epoch + 1
