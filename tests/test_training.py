@@ -60,6 +60,22 @@ TORCH_OPTIMIZERS = {
         {"lr": 0.1, "weight_decay": 0.05},
         {"lr": 0.1, "weight_decay": 0.05},
     ),
+    "adagrad": ("Adagrad", {"lr": 0.05, "eps": 1e-9}, {"lr": 0.05, "eps": 1e-9}),
+    "adagrad_l2": (
+        "Adagrad",
+        {"lr": 0.05, "weight_decay": 0.1},
+        {"lr": 0.05, "weight_decay": 0.1},
+    ),
+    "rmsprop": (
+        "RMSprop",
+        {"lr": 0.01, "beta2": 0.9, "eps": 1e-7},
+        {"lr": 0.01, "alpha": 0.9, "eps": 1e-7},
+    ),
+    "rmsprop_l2": (
+        "RMSprop",
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1},
+    ),
 }
 
 
@@ -67,9 +83,9 @@ TORCH_OPTIMIZERS = {
 def test_optimizers_match_pytorch(name):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     torch_name, ours_kwargs, torch_kwargs = TORCH_OPTIMIZERS[name]
-    kind = {"sgd": "sgd", "sgd_l2": "sgd", "adam": "adam", "adam_l2": "adam"}.get(
-        name, "momentum"
-    )
+    kind = name.removesuffix("_l2")
+    if kind == "nesterov":
+        kind = "momentum"
     ours_kwargs = dict(ours_kwargs)
     if kind == "momentum":
         ours_kwargs.setdefault("nesterov", False)
@@ -119,6 +135,46 @@ def test_optimizer_arguments_are_checked(kwargs, message):
     model = mlp([2, 2], rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=message):
         optim.Momentum(model.parameters(), **kwargs)
+
+
+def test_rmsprop_and_warmup_arguments_are_checked():
+    model = mlp([2, 2], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="beta2 must be in"):
+        optim.RMSProp(model.parameters(), lr=0.1, beta2=1.0)
+    with pytest.raises(ValueError, match="at least one step"):
+        optim.warmup_schedule(0.1, 0)
+    with pytest.raises(ValueError, match="unknown optimizer 'adadelta'.*rmsprop"):
+        optim.get("adadelta")
+
+
+def test_adagrad_first_step_is_eta_per_coordinate_and_rmsprop_forgets():
+    """AdaGrad's first step is eta sign(g); with a constant gradient its steps fall as
+    1/sqrt(t) while RMSProp's settle at eta (a sum never forgets, an average does)."""
+    theta = {k: np.zeros(3) for k in ("adagrad", "rmsprop")}
+    grad = np.array([1e-3, 1.0, -50.0])
+    opts = {
+        "adagrad": optim.AdaGrad(
+            [optim.Parameter(theta["adagrad"], grad, "t", False)], lr=0.1, eps=0
+        ),
+        "rmsprop": optim.RMSProp(
+            [optim.Parameter(theta["rmsprop"], grad, "t", False)], lr=0.1, eps=0
+        ),
+    }
+    steps = {k: [] for k in opts}
+    for _ in range(2000):
+        for k, opt in opts.items():
+            before = theta[k].copy()
+            opt.step()
+            steps[k].append(np.abs(theta[k] - before))
+    np.testing.assert_allclose(steps["adagrad"][0], 0.1)
+    np.testing.assert_allclose(steps["adagrad"][99], 0.1 / np.sqrt(100))
+    np.testing.assert_allclose(steps["rmsprop"][-1], 0.1, rtol=1e-6)
+
+
+def test_warmup_schedule_rises_linearly_then_holds():
+    rate = optim.warmup_schedule(0.2, 4)
+    expected = [0.05, 0.1, 0.15, 0.2, 0.2, 0.2]
+    assert [rate(t) for t in range(6)] == pytest.approx(expected)
 
 
 # --- Errors at the model's door -----------------------------------------------------
@@ -381,3 +437,88 @@ def test_backward_without_input_gradient_still_calls_an_overridden_backward():
     model.forward(rng.standard_normal((5, 4)), training=True)
     model.backward(np.ones((5, 3)), input_grad=False)
     assert calls == [5]
+
+
+# --- Early stopping -----------------------------------------------------------------
+
+
+def overfitting_run(patience, epochs=60):
+    """A wide network on 40 noisy moons: its validation loss turns up in 60 epochs."""
+    rng = np.random.default_rng(0)
+    X, y = toy.moons(40, rng, noise=0.35)
+    X_val, y_val = toy.moons(200, rng, noise=0.35)
+    model = mlp([2, 64, 64, 2], rng=np.random.default_rng(1))
+    history = fit(
+        model,
+        X,
+        y,
+        optimizer=optim.Adam(model.parameters(), lr=0.02),
+        epochs=epochs,
+        batch_size=40,
+        rng=np.random.default_rng(2),
+        validation=(X_val, y_val),
+        patience=patience,
+    )
+    return model, history, (X_val, y_val)
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    _, full, _ = overfitting_run(None)
+    best = int(np.argmin(full.val_loss)) + 1
+    assert best < len(full.epoch) - 5, "the run no longer overfits: the test is void"
+    model, history, (X_val, y_val) = overfitting_run(patience=5)
+    assert history.best_epoch == best
+    assert history.epoch[-1] == min(best + 5, 60)  # stopped after 5 epochs without gain
+    assert history.val_loss == full.val_loss[: len(history.epoch)]  # the same run, cut
+    val_loss, _ = model.evaluate(X_val, y_val)
+    assert val_loss == pytest.approx(min(full.val_loss), rel=1e-6)  # the best weights
+    assert history.as_dict()["best_epoch"] == best
+
+
+def test_default_fit_is_unchanged_by_early_stopping_support():
+    """Without patience, fit runs every epoch and leaves the last weights, bit for bit
+    as the same loop written out by hand."""
+    model, history, _ = overfitting_run(None, epochs=8)
+    assert history.best_epoch is None and history.epoch == list(range(1, 9))
+    rng = np.random.default_rng(0)
+    X, y = toy.moons(40, rng, noise=0.35)
+    X = X.astype(np.float32)  # as fit casts it, once, to the model's dtype
+    ref = mlp([2, 64, 64, 2], rng=np.random.default_rng(1))
+    opt = optim.Adam(ref.parameters(), lr=0.02)
+    from dlfp.losses import softmax_cross_entropy
+
+    shuffle = np.random.default_rng(2)
+    for _ in range(8):
+        for idx in batches(40, 40, shuffle):
+            _, dout = softmax_cross_entropy(ref.forward(X[idx], training=True), y[idx])
+            ref.backward(dout, input_grad=False)
+            opt.step()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patience": 3}, "early stopping watches the validation loss"),
+        ({"patience": 0, "validation": True}, "patience must be a positive integer"),
+        ({"patience": 2.5, "validation": True}, "patience must be a positive integer"),
+    ],
+)
+def test_early_stopping_arguments_are_checked(kwargs, message):
+    rng = np.random.default_rng(0)
+    X, y = toy.blobs(10, [[0, 0], [3, 3]], rng)
+    model = mlp([2, 2], rng=rng)
+    if kwargs.pop("validation", False):
+        kwargs["validation"] = (X, y)
+    with pytest.raises(ValueError, match=message):
+        fit(
+            model,
+            X,
+            y,
+            optimizer=optim.SGD(model.parameters(), lr=0.1),
+            epochs=2,
+            batch_size=4,
+            rng=rng,
+            **kwargs,
+        )

@@ -56,13 +56,13 @@ __all__ = [
 
 
 def output_size(n: int, k: int, s: int = 1, p: int = 0) -> int:
-    """Eq. (15.3): rows (or columns) of the output of a k x k window
+    """Eq. (16.3): rows (or columns) of the output of a k x k window
     moved with stride s over n rows padded with p zeros on each side."""
     return (n + 2 * p - k) // s + 1
 
 
 def xcorr_single(A: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Eq. (15.1): one channel, no padding, stride 1."""
+    """Eq. (16.1): one channel, no padding, stride 1."""
     k = K.shape[0]
     n_H, n_W = A.shape
     Z = np.zeros((n_H - k + 1, n_W - k + 1))
@@ -73,7 +73,7 @@ def xcorr_single(A: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def conv2d_loop(A, K, b=None, stride=1, padding=0):
-    """Eq. (15.2). A: (B, C_in, H, W), K: (C_out, C_in, k, k), b: (C_out,)."""
+    """Eq. (16.2). A: (B, C_in, H, W), K: (C_out, C_in, k, k), b: (C_out,)."""
     B, _, n_H, n_W = A.shape
     C_out, _, k, _ = K.shape
     s, p = stride, padding
@@ -93,8 +93,8 @@ def conv2d_backward_loop(A, K, Delta, stride=1, padding=0):
 
     ``Delta`` = dL/dZ, shape (B, C_out, H_out, W_out). Output (i, j) was computed from
     one window of the padded input; in the backward pass that window *receives*
-    ``Delta[:, :, i, j]`` through the filters (eq. (16.2)), and the filters
-    receive the window weighted by ``Delta[:, :, i, j]`` (eq. (16.1)).
+    ``Delta[:, :, i, j]`` through the filters (eq. (17.2)), and the filters
+    receive the window weighted by ``Delta[:, :, i, j]`` (eq. (17.1)).
 
     Returns
     -------
@@ -125,13 +125,13 @@ def windows(A, k, stride=1, padding=0):
 
 
 def conv2d(A, K, b=None, stride=1, padding=0):
-    """Eq. (15.2), vectorised."""
+    """Eq. (16.2), vectorised."""
     Z = np.einsum("ecijuv,dcuv->edij", windows(A, K.shape[-1], stride, padding), K)
     return Z if b is None else Z + b[None, :, None, None]
 
 
 def conv2d_backward(A, K, Delta, padding=0, stride=1):
-    """Eqs. (16.1) and (16.2), vectorised: dK, db, dA.
+    """Eqs. (17.1) and (17.2), vectorised: dK, db, dA.
 
     The input gradient is a *full* convolution: ``Delta``, with ``stride - 1`` zeros
     put between its entries and ``k - 1`` zeros around it, cross-correlated with the
@@ -153,7 +153,7 @@ def conv2d_backward(A, K, Delta, padding=0, stride=1):
 
 
 def maxpool(A, k=2, stride=None):
-    """Eq. (15.7): the largest entry of every k x k window (stride k)."""
+    """Eq. (16.7): the largest entry of every k x k window (stride k)."""
     s = k if stride is None else stride
     B, C, n_H, n_W = A.shape
     H_out, W_out = output_size(n_H, k, s), output_size(n_W, k, s)
@@ -167,7 +167,7 @@ def maxpool(A, k=2, stride=None):
 
 
 def maxpool_backward(A, dout, k=2, stride=None):
-    """Eq. (16.3): send each gradient to the maximum of its window.
+    """Eq. (17.3): send each gradient to the maximum of its window.
 
     Where several entries of a window tie for the maximum, the first in reading order
     (row by row) takes the gradient, as in PyTorch.
@@ -185,7 +185,7 @@ def maxpool_backward(A, dout, k=2, stride=None):
 
 
 def batch_norm_loop(Z, gamma, beta, eps=1e-5):
-    """Eq. (17.3) in training mode, one channel at a time.
+    """Eq. (18.3) in training mode, one channel at a time.
 
     Returns the output and the batch statistics (mean, biased variance) per channel.
     """
@@ -202,7 +202,7 @@ def batch_norm_loop(Z, gamma, beta, eps=1e-5):
 
 def batch_norm_backward_loop(dout, Z, gamma, eps=1e-5):
     """The gradients of :func:`batch_norm_loop`, the three paths of eq.
-    (16.5) followed one at a time, one channel at a time.
+    (17.5) followed one at a time, one channel at a time.
 
     Returns
     -------
@@ -219,11 +219,11 @@ def batch_norm_backward_loop(dout, Z, gamma, eps=1e-5):
         var = ((z - mu) ** 2).mean()
         sigma = np.sqrt(var + eps)
         z_hat = (z - mu) / sigma
-        dbeta[c], dgamma[c] = g.sum(), (g * z_hat).sum()  # eq. (16.4)
+        dbeta[c], dgamma[c] = g.sum(), (g * z_hat).sum()  # eq. (17.4)
         d_hat = g * gamma[c]  # dL/dz_hat
         d_var = np.sum(d_hat * (z - mu)) * -0.5 * sigma**-3  # through sigma^2
         d_mu = -np.sum(d_hat) / sigma + d_var * np.mean(-2 * (z - mu))  # through mu
-        # eq. (16.5): directly, through the variance, through the mean
+        # eq. (17.5): directly, through the variance, through the mean
         dZ[:, c] = d_hat / sigma + d_var * 2 * (z - mu) / m + d_mu / m
     return dZ, dgamma, dbeta
 
@@ -266,7 +266,7 @@ def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
 
     ``dcols`` has the shape :func:`im2col` returns; the result has ``pad_shape``
     (B, H_pad, W_pad, C). An input pixel that lies in several windows receives the
-    sum of their gradients: the sum of eq. (16.2).
+    sum of their gradients: the sum of eq. (17.2).
     """
     B, H_pad, W_pad, C = pad_shape
     H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
@@ -400,7 +400,7 @@ class Conv2D(Layer):
         A_pad = self._padded(_channels_last(X))
         cols = im2col(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
         # K_mat: column c holds the filter K[c], read in the (u, v, c') order of the
-        # rows of X_col. Then eq. (15.2) is one product, eq. (16.7).
+        # rows of X_col. Then eq. (16.2) is one product, eq. (17.7).
         K_mat = self.params["K"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
         Z = cols @ K_mat
         if self.bias:
@@ -412,15 +412,15 @@ class Conv2D(Layer):
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         cols, K_mat, pad_shape, in_shape = self._cached(self._cache)
         D = _channels_last(dout).reshape(len(cols), self.c_out)  # Delta_mat
-        dK_mat = cols.T @ D  # eq. (16.8), left: eq. (16.1) for all filters at once
+        dK_mat = cols.T @ D  # eq. (17.8), left: eq. (17.1) for all filters at once
         dK = dK_mat.reshape(self.k, self.k, self.c_in, self.c_out)
         self.grads["K"][...] = dK.transpose(3, 2, 0, 1)  # back to (c, c', u, v)
         if self.bias:
             D.sum(axis=0, out=self.grads["b"])
         if not input_grad:
             return None
-        # eq. (16.8), middle and right: the gradient of every window, then each added
-        # back onto the pixels it was copied from (col2im); together, eq. (16.2).
+        # eq. (17.8), middle and right: the gradient of every window, then each added
+        # back onto the pixels it was copied from (col2im); together, eq. (17.2).
         dA_pad = col2im(D @ K_mat.T, pad_shape, self.k, self.stride)
         p, (_, _, n_H, n_W) = self.padding, in_shape
         return _channels_first(dA_pad[:, p : p + n_H, p : p + n_W, :])
@@ -444,8 +444,8 @@ class BatchNorm2D(Layer):
 
     In training, every channel is standardised with the mean and (biased) variance of
     its m = B H W values in the batch, then scaled by ``gamma`` and shifted by ``beta``
-    (eq. (17.3)); the running averages are updated with the rate
-    ``momentum`` and the *unbiased* variance (eq. (17.4)). At inference
+    (eq. (18.3)); the running averages are updated with the rate
+    ``momentum`` and the *unbiased* variance (eq. (18.4)). At inference
     the running averages replace the batch statistics.
 
     Parameters
@@ -525,8 +525,8 @@ class BatchNorm2D(Layer):
         Z_hat = Z - mean
         var = self._column_sums(Z_hat * Z_hat) / m  # biased: the batch's own variance
         inv_std = 1 / np.sqrt(var + self.eps)
-        Z_hat *= inv_std  # standardised: eq. (17.3)
-        rho = self.momentum  # eq. (17.4), unbiased variance
+        Z_hat *= inv_std  # standardised: eq. (18.3)
+        rho = self.momentum  # eq. (18.4), unbiased variance
         self.params["running_mean"] *= 1 - rho
         self.params["running_mean"] += rho * mean
         self.params["running_var"] *= 1 - rho
@@ -541,13 +541,13 @@ class BatchNorm2D(Layer):
         B, C, n_H, n_W = dout.shape
         D = _channels_last(dout).reshape(-1, C)
         m = len(D)
-        dbeta = self._column_sums(D)  # eq. (16.4)
+        dbeta = self._column_sums(D)  # eq. (17.4)
         dgamma = self._column_sums(D * Z_hat)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not input_grad:
             return None
-        # eq. (16.6): dZ = (gamma / sigma) (D - mean(D) - Z_hat mean(D Z_hat))
+        # eq. (17.6): dZ = (gamma / sigma) (D - mean(D) - Z_hat mean(D Z_hat))
         dZ = Z_hat * (dgamma / m)
         dZ += dbeta / m
         np.subtract(D, dZ, out=dZ)
@@ -567,7 +567,7 @@ class MaxPool2D(Layer):
     """Max pooling: the largest entry of every ``pool_size`` x ``pool_size`` window.
 
     The window moves by ``stride`` (by default its own size, so windows do not overlap)
-    and the output size is eq. (15.3) without padding: a last row or
+    and the output size is eq. (16.3) without padding: a last row or
     column that no window covers whole is dropped (7 -> 3 for 2 x 2 windows).
     """
 
@@ -639,7 +639,7 @@ def _pool_windows(A: np.ndarray, k: int, s: int, training: bool):
 
 
 def _route_windows(D, winner, dA, k: int, s: int) -> None:
-    """Eq. (16.3): add each gradient of D onto the winner of its window, in dA."""
+    """Eq. (17.3): add each gradient of D onto the winner of its window, in dA."""
     H_out, W_out = winner.shape[1:3]
     for n, (u, v) in enumerate(np.ndindex(k, k)):
         rows = slice(u, u + s * (H_out - 1) + 1, s)
@@ -667,7 +667,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
 
 
 def _route_2x2(D, winner, dA) -> None:
-    """Eq. (16.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
+    """Eq. (17.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
     in_top, left_in_top, left_in_bottom = winner
     H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
     D_top = D * in_top

@@ -384,7 +384,7 @@ def _read_split(
 
 
 def _scaled(images: np.ndarray, labels: np.ndarray) -> Split:
-    # eq. (10.1): x = pixel / 255, so every input lies in [0, 1].
+    # eq. (11.1): x = pixel / 255, so every input lies in [0, 1].
     return Split(images.astype(np.float32) / np.float32(255), labels.astype(np.int64))
 
 

@@ -197,7 +197,7 @@ class Dropout(Layer):
         if self.reuse_mask and self._mask is not None and self._mask.shape == X.shape:
             return X * self._mask
         keep = 1.0 - self.rate
-        # eq. (9.9): M = [u >= r] / (1 - r), out = X * M
+        # eq. (10.4): M = [u >= r] / (1 - r), out = X * M
         mask = self.rng.random(X.shape, dtype=X.dtype) >= self.rate
         self._mask = mask.astype(X.dtype) / X.dtype.type(keep)
         return X * self._mask

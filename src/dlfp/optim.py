@@ -26,8 +26,11 @@ __all__ = [
     "Optimizer",
     "SGD",
     "Momentum",
+    "AdaGrad",
+    "RMSProp",
     "Adam",
     "cosine_schedule",
+    "warmup_schedule",
     "get",
 ]
 
@@ -64,7 +67,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             g = p.grad
             if self.weight_decay and p.decay:
-                g = g + self.weight_decay * p.value  # eq. (9.7)
+                g = g + self.weight_decay * p.value  # eq. (10.2)
             self.update(i, p.value, g)
 
     def update(self, i: int, theta: np.ndarray, g: np.ndarray) -> None:
@@ -111,6 +114,63 @@ class Momentum(Optimizer):
         theta -= self.lr * (g + self.momentum * v if self.nesterov else v)
 
 
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al., 2011): each coordinate's step is divided by the root of
+    the sum of all its squared gradients so far.
+
+    s <- s + g^2, theta <- theta - eta g / (sqrt(s) + eps), as ``torch.optim.Adagrad``
+    with its defaults ``lr_decay=0`` and ``initial_accumulator_value=0``.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        eps: float = 1e-10,
+        *,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr, weight_decay)
+        self.eps = float(eps)
+        self.s = [np.zeros_like(p.value) for p in self.params]
+
+    def update(self, i, theta, g):
+        s = self.s[i]
+        s += g * g  # eq. (8.2): the sum of every squared gradient so far
+        theta -= self.lr * g / (np.sqrt(s) + self.eps)  # eq. (8.2)
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Tieleman and Hinton, 2012): AdaGrad with a moving average in place of
+    the sum, so that old gradients are forgotten.
+
+    s <- beta2 s + (1 - beta2) g^2, theta <- theta - eta g / (sqrt(s) + eps), as
+    ``torch.optim.RMSprop(alpha=beta2)`` without momentum or centring. ``beta2`` is the
+    same decay rate as Adam's second one (PyTorch calls it ``alpha``, Keras ``rho``).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        *,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr, weight_decay)
+        if not 0.0 <= beta2 < 1.0:
+            raise ValueError(f"beta2 must be in [0, 1), got {beta2}.")
+        self.beta2, self.eps = float(beta2), float(eps)
+        self.s = [np.zeros_like(p.value) for p in self.params]
+
+    def update(self, i, theta, g):
+        s = self.s[i]
+        s *= self.beta2  # eq. (8.3): s <- beta2 s + (1 - beta2) g^2
+        s += (1 - self.beta2) * (g * g)
+        theta -= self.lr * g / (np.sqrt(s) + self.eps)
+
+
 class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015): momentum on the gradient, scaled per coordinate by a
     running root mean square of the gradient, with both averages bias-corrected."""
@@ -133,11 +193,11 @@ class Adam(Optimizer):
     def update(self, i, theta, g):
         b1, b2, t = self.beta1, self.beta2, self.t
         m, s = self.m[i], self.s[i]
-        m *= b1  # eq. (8.2): m <- beta1 m + (1 - beta1) g
+        m *= b1  # eq. (8.4): m <- beta1 m + (1 - beta1) g
         m += (1 - b1) * g
-        s *= b2  # eq. (8.3): s <- beta2 s + (1 - beta2) g^2
+        s *= b2  # eq. (8.5): s <- beta2 s + (1 - beta2) g^2
         s += (1 - b2) * (g * g)
-        # eq. (8.5) with the bias corrections of eq. (8.4) folded
+        # eq. (8.7) with the bias corrections of eq. (8.6) folded
         # into the step size: eta m_hat / (sqrt(s_hat) + eps).
         step = self.lr / (1 - b1**t)
         denom = np.sqrt(s)
@@ -162,11 +222,32 @@ def cosine_schedule(
     return lr
 
 
-_BY_NAME = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+def warmup_schedule(lr: float, steps: int) -> Callable[[int], float]:
+    """A learning rate that grows linearly from ``lr / steps`` to ``lr`` over the first
+    ``steps`` steps (counted from 0), then stays at ``lr``.
+
+    Returns a function of the step; set ``optimizer.lr`` from it before every step.
+    """
+    if steps < 1:
+        raise ValueError(f"the warm-up needs at least one step, got {steps}.")
+
+    def rate(step: int) -> float:
+        return lr * min(1.0, (step + 1) / steps)  # eq. (8.12)
+
+    return rate
+
+
+_BY_NAME = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "adagrad": AdaGrad,
+    "rmsprop": RMSProp,
+    "adam": Adam,
+}
 
 
 def get(name: str) -> type[Optimizer]:
-    """An optimizer class by name: sgd, momentum or adam."""
+    """An optimizer class by name: sgd, momentum, adagrad, rmsprop or adam."""
     try:
         return _BY_NAME[name]
     except KeyError:

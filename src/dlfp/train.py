@@ -33,7 +33,8 @@ class History:
     ``loss`` and ``accuracy`` are running averages over the epoch's mini-batches, taken
     in training mode (with dropout on, before each step's update); ``val_loss`` and
     ``val_accuracy`` are measured on the validation set after the epoch, in inference
-    mode. ``step_loss`` holds the loss of every mini-batch.
+    mode. ``step_loss`` holds the loss of every mini-batch. ``best_epoch`` is set only
+    by early stopping: the epoch (counted from 1) whose weights the model was left with.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -44,9 +45,12 @@ class History:
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
 
-    def as_dict(self) -> dict[str, list]:
-        return {k: list(v) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, list | int | None]:
+        return {
+            k: list(v) if isinstance(v, list) else v for k, v in self.__dict__.items()
+        }
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None):
@@ -72,6 +76,7 @@ def fit(
     classification: bool = True,
     progress: bool = False,
     verbose: bool = False,
+    patience: int | None = None,
 ) -> History:
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
@@ -105,6 +110,12 @@ def fit(
         Show a tqdm progress bar over the mini-batches.
     verbose : bool
         Print one line per epoch.
+    patience : int, optional
+        Early stopping (eq. (10.6)): after every epoch, remember the weights if the
+        validation loss is the lowest so far; stop once it has not improved for
+        ``patience`` epochs in a row, or after ``epochs``, and leave the model with the
+        remembered weights (``history.best_epoch``). Needs ``validation``. Without it
+        (the default) the model keeps the weights of the last epoch.
 
     Returns
     -------
@@ -112,6 +123,8 @@ def fit(
 
     Raises
     ------
+    ValueError
+        If ``patience`` is given without ``validation``, or is not a positive integer.
     TrainingDivergedError
         If the loss of a mini-batch is NaN or infinite: the message names the epoch and
         suggests a smaller learning rate. With ReLU units and the stable cross-entropy,
@@ -123,6 +136,17 @@ def fit(
     if validation is not None:
         X_val, y_val = validation
         X_val = model.check_inputs(X_val, y_val if classification else None)
+    if patience is not None:
+        if validation is None:
+            raise ValueError(
+                "early stopping watches the validation loss; pass "
+                "validation=(X_val, y_val) or leave patience unset."
+            )
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}.")
+        # Every array the model keeps (weights, biases, batch-norm statistics).
+        state = [a for layer in model.layers for a in layer.params.values()]
+        best_loss, best_state, waited = math.inf, None, 0
     history = History()
     n = len(X)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -183,6 +207,19 @@ def fit(
                 if classification:
                     line += f"  val_acc {history.val_accuracy[-1]:.4f}"
             print(line + f"  ({history.seconds[-1]:.1f}s)")
+        # Early stopping, eq. (10.6): remember the best weights, stop after patience.
+        if patience is not None:
+            if history.val_loss[-1] < best_loss:
+                best_loss, waited = history.val_loss[-1], 0
+                best_state = [a.copy() for a in state]
+                history.best_epoch = epoch + 1
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
     if bar is not None:
         bar.close()
+    if patience is not None and best_state is not None:
+        for array, best in zip(state, best_state, strict=True):
+            array[...] = best  # in place: the optimizer holds these arrays
     return history
