@@ -72,7 +72,7 @@ class CNNConfig:
         return side
 
     def parameter_count(self, k: int = 3, classes: int = 10) -> int:
-        """Trainable parameters of the network, counted by hand: eq. (17.2)."""
+        """Trainable parameters of the network, counted by hand: eq. (18.2)."""
         n = (1, *self.channels)  # n[0] = 1 input channel, then each block's filters
         hidden, side = self.hidden, self.feature_side()
         blocks = sum(k * k * n[b - 1] * n[b] + 2 * n[b] for b in range(1, len(n)))
