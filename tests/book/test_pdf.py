@@ -142,7 +142,9 @@ def test_code_outputs_and_bibliography(pdf):
 
 
 def _squeezed(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    """The text without white space, nor the marks with which the PDF shows a long code
+    line wrapped (a visible space at the break, arrows at both ends)."""
+    return re.sub(r"[\s\u2423\u21aa\u21a9]+", "", text)
 
 
 def test_no_raw_tex_or_latex_error_on_any_page(pdf):
