@@ -194,3 +194,58 @@ def test_the_book_cnn_reaches_its_claim():
     _, test_accuracy = model.evaluate(data.test.flat, data.test.labels)
     check_claim(claim_for("numpy"), test_accuracy, load_runs("numpy"))
     assert history["val_accuracy"][-1] >= 0.99
+
+
+# --- The command line ---------------------------------------------------------------
+
+
+def test_train_cnn_and_evaluate_on_the_command_line(tmp_path, capsys):
+    from dlfp.cli import main
+    from dlfp.model import load
+
+    path = tmp_path / "cnn.npz"
+    argv = "train cnn --epochs 3 --subset 3000 --channels 8,16 --hidden 32 --lr 0.01"
+    assert main([*argv.split(), "--no-progress", "--output", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "training the CNN (8, 16) + 32 on 2,700 images" in out
+    assert "test accuracy:" in out and f"saved to {path}" in out
+    model = load(path)
+    assert any(isinstance(layer, conv.Conv2D) for layer in model.layers)
+    assert model.metadata["config"]["channels"] == [8, 16]
+    accuracy = model.metadata["test_accuracy"]
+    assert 0.7 < accuracy <= 1.0  # far above chance (0.1) after three short epochs
+    assert main(["evaluate", str(path)]) == 0
+    assert f"test accuracy {accuracy:.2%}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--epochs", "0"], "--epochs must be 1 or more"),
+        (["--subset", "5"], "--subset must be between 10"),
+        (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["--output", "/nonexistent-folder/cnn.npz"], "does not exist"),
+    ],
+)
+def test_train_cnn_refuses_bad_options_before_training(
+    capsys, monkeypatch, options, message
+):
+    from dlfp.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started despite a bad option")
+
+    monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
+    assert main(["train", "cnn", "--no-progress", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlfp: error: ") and message in err
+    assert err.strip().endswith(".") and err.count("\n") == 1
+
+
+def test_train_cnn_refuses_a_zero_channel_count(capsys):
+    from dlfp.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "cnn", "--channels", "16,0"])
+    assert exit_.value.code == 2
+    assert "channel counts must be positive" in capsys.readouterr().err

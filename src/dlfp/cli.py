@@ -180,20 +180,7 @@ def _train(args) -> int:
         f"validating on {len(data.validation.labels):,}"
     )
     model, history = train_mlp(config, data, progress=not args.no_progress)
-    print(
-        f"validation accuracy after {config.epochs} epochs: "
-        f"{history.val_accuracy[-1]:.2%}"
-    )
-    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels)
-    print(f"test accuracy: {test_accuracy:.2%}")
-    path = model.save(
-        args.output,
-        config=dataclasses.asdict(config),
-        history=history.as_dict(),
-        test_accuracy=test_accuracy,
-    )
-    print(f"saved to {path}")
-    return 0
+    return _test_and_save(model, config, history.as_dict(), data, args.output)
 
 
 def _train_cnn(args) -> int:
@@ -218,14 +205,19 @@ def _train_cnn(args) -> int:
         f"{len(data.validation.labels):,}"
     )
     model, history = train_cnn(config, data, progress=not args.no_progress)
+    return _test_and_save(model, config, history, data, args.output, batch_size=1000)
+
+
+def _test_and_save(model, config, history: dict, data, output, **evaluate) -> int:
+    """Print the last validation and the test accuracy, and save the model with them."""
     print(
         f"validation accuracy after {config.epochs} epochs: "
         f"{history['val_accuracy'][-1]:.2%}"
     )
-    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)
+    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels, **evaluate)
     print(f"test accuracy: {test_accuracy:.2%}")
     path = model.save(
-        args.output,
+        output,
         config=dataclasses.asdict(config),
         history=history,
         test_accuracy=test_accuracy,
