@@ -232,7 +232,7 @@ def warmup_schedule(lr: float, steps: int) -> Callable[[int], float]:
         raise ValueError(f"the warm-up needs at least one step, got {steps}.")
 
     def rate(step: int) -> float:
-        return lr * min(1.0, (step + 1) / steps)  # eq. (8.12)
+        return lr * min(1.0, (step + 1) / steps)  # eq. (8.8)
 
     return rate
 
