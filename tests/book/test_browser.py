@@ -155,3 +155,78 @@ def test_live_code_is_set_up_and_its_scripts_load_cleanly(page, site):
     assert page.evaluate("typeof initThebe") == "function"
     assert not problems, f"errors in the console: {problems}"
     assert page.external == [], f"the page asked the network for {page.external}"
+
+
+def _luminance(rgb):
+    """Relative luminance (WCAG 2) of an (..., 3) array of 8-bit sRGB colours."""
+    import numpy as np
+
+    c = np.asarray(rgb, dtype=float) / 255
+    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return c @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def _contrast(a, b):
+    """WCAG contrast ratio between two luminances (1 to 21)."""
+    import numpy as np
+
+    return (np.maximum(a, b) + 0.05) / (np.minimum(a, b) + 0.05)
+
+
+def _shot(locator):
+    """The element as the reader sees it: an (H, W, 3) array of its pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    locator.scroll_into_view_if_needed()
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"))
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_figure_and_equation_are_visible_in_light_and_dark_mode(browser, site, mode):
+    """A reader whose system asks for ``mode`` gets the page in that mode, and both a
+    figure and a displayed equation stand out from the page's background."""
+    import numpy as np
+
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, color_scheme=mode
+    )
+    page = context.new_page()
+    try:
+        page.goto(f"{site}/book/part1/gradient-descent.html")
+        page.wait_for_function(
+            "document.querySelectorAll('mjx-container').length >= 5", timeout=30_000
+        )
+        assert page.evaluate("document.documentElement.dataset.theme") == mode, (
+            f"the page did not follow the system's {mode} mode"
+        )
+        background = page.evaluate(
+            "getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number)"
+        )
+        paper = _luminance(background[:3])
+        assert (paper > 0.5) == (mode == "light"), (
+            f"the {mode} page has a background of luminance {paper:.2f}"
+        )
+
+        equation = page.locator("article mjx-container[display='true']").first
+        pixels = _luminance(_shot(equation))
+        # The glyphs: pixels that a reader tells from the background (WCAG's 4.5:1 for
+        # text); an equation is thin strokes, so a few percent of its box is ink.
+        ink = (_contrast(pixels, paper) >= 4.5).mean()
+        assert ink >= 0.02, (
+            f"the equation is invisible in {mode} mode: {ink:.1%} of its box is ink"
+        )
+
+        figure = page.locator("article img[src*='_images/']").first
+        pixels = _luminance(_shot(figure))
+        low, high = np.percentile(pixels, [0.5, 99.5])
+        assert _contrast(low, high) >= 4.5, (
+            f"the figure is washed out in {mode} mode: its darkest and lightest "
+            f"pixels have a contrast of {_contrast(low, high):.1f}:1"
+        )
+        figure.scroll_into_view_if_needed()
+        screenshot(page, f"gradient-descent-{mode}")
+    finally:
+        context.close()
