@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, conv
-from .layers import Dense, Dropout, Layer
-from .optim import Parameter
+from .layers import Dense, Dropout, Layer, Parameter
 
 __all__ = ["Sequential", "mlp", "ModelFileError", "load"]
 
