@@ -31,9 +31,10 @@ from .activations import ReLU
 from .artifacts import artifacts_dir, fingerprint
 from .data import MNIST
 from .frameworks import Batches, CNNConfig, learning_rate
+from .io import load
 from .layers import Dense, Dropout, Layer
 from .losses import softmax_cross_entropy
-from .model import Sequential, load
+from .model import Sequential
 from .recipes import DATA_SOURCES, load_mnist_for
 from .train import TrainingDivergedError
 
@@ -226,7 +227,7 @@ def train_cnn(
 
 #: The modules whose code decides the trained CNN's numbers, and the packages.
 CNN_SOURCES = (
-    "cnn.py", "conv.py", "model.py", "layers.py",
+    "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
     "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
     "frameworks/__init__.py",
 )  # fmt: skip

@@ -27,7 +27,8 @@ import numpy as np
 from . import __version__, optim
 from .artifacts import artifacts_dir, fingerprint
 from .data import MNIST, load_mnist, random_shift
-from .model import Sequential, load, mlp
+from .io import load
+from .model import Sequential, mlp
 from .train import History, fit
 
 __all__ = [
@@ -92,7 +93,7 @@ DATA_SOURCES = (
 
 #: The modules whose code decides the trained MLP's numbers, and the packages.
 MLP_SOURCES = (
-    "recipes.py", "train.py", "model.py", "layers.py",
+    "recipes.py", "train.py", "model.py", "io.py", "registry.py", "layers.py",
     "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
 )  # fmt: skip
 MLP_PACKAGES = ("numpy",)
