@@ -50,7 +50,7 @@ def run_one(
 
     import numpy as np
 
-    from dlfp.data import load_mnist_for
+    from dlfp.recipes import load_mnist_for
     from dlfp.threads import thread_settings
 
     start = time.perf_counter()

@@ -11,9 +11,9 @@ import pytest
 
 from dlfp import conv
 from dlfp.cnn import AdamW, artifact_path, cnn, profile_steps, train_cnn, trained_cnn
-from dlfp.data import load_mnist_for
 from dlfp.frameworks import CNNConfig
-from dlfp.optim import Parameter
+from dlfp.layers import Parameter
+from dlfp.recipes import load_mnist_for
 
 #: A small version of the recipe: two narrow blocks, 2,000 training images, one epoch.
 TINY = CNNConfig(

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from dlfp.cli import main
-from dlfp.data import load_mnist, load_mnist_for, random_shift
+from dlfp.data import load_mnist, random_shift
 from dlfp.model import load, mlp
-from dlfp.recipes import MLPConfig, train_mlp, trained_mlp
+from dlfp.recipes import MLPConfig, load_mnist_for, train_mlp, trained_mlp
 
 TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_shift=1)
 

@@ -149,12 +149,12 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
     assert frameworks.artifact_path("keras", config, ".keras") != keras_path
     monkeypatch.setattr(artifacts, "package_versions", versions)
     # The data code is part of every framework's key: edit it, and the key changes.
-    fake_data = artifacts.PACKAGE_ROOT / "data.py"
+    fake_data = artifacts.PACKAGE_ROOT / "data" / "mnist.py"
     real_read = type(fake_data).read_bytes
 
     def edited(self):
         text = real_read(self)
-        return text + b"# edited" if self.name == "data.py" else text
+        return text + b"# edited" if self == fake_data else text
 
     monkeypatch.setattr(type(fake_data), "read_bytes", edited)
     assert frameworks.artifact_path("torch", config, ".pt") != path

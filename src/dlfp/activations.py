@@ -152,20 +152,14 @@ class Softmax(Layer):
         return S * (dout - (dout * S).sum(axis=1, keepdims=True))
 
 
-_BY_NAME = {
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "softmax": Softmax,
-}
-
-
 def get(name: str) -> Layer:
-    """A new activation layer by name: sigmoid, tanh, relu, leaky_relu or softmax."""
+    """A new activation layer by name: sigmoid, tanh, relu, leaky_relu or softmax (the
+    short names of :data:`dlfp.registry.ACTIVATIONS`)."""
+    from .registry import ACTIVATIONS, LAYERS  # here: the registry imports this module
+
     try:
-        return _BY_NAME[name]()
+        return LAYERS[ACTIVATIONS[name]]()
     except KeyError:
         raise ValueError(
-            f"unknown activation {name!r}; use one of {', '.join(_BY_NAME)}."
+            f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}."
         ) from None

@@ -19,6 +19,8 @@ import platform
 from collections.abc import Iterable
 from pathlib import Path
 
+from .cache import cache_dir
+
 __all__ = ["artifacts_dir", "fingerprint", "package_versions"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -26,11 +28,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 def artifacts_dir() -> Path:
     """Where trained models wait for later chapters: ``$DLFP_ARTIFACTS`` or a cache."""
-    configured = os.environ.get("DLFP_ARTIFACTS", "").strip()
-    if configured:
-        return Path(configured).expanduser().resolve()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "dlfp" / "artifacts"
+    return cache_dir("artifacts", "DLFP_ARTIFACTS")
 
 
 def package_versions(packages: Iterable[str]) -> dict[str, str]:

@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DataError, load_mnist, load_mnist_for
+from .data import DataError, load_mnist
 from .frameworks import CNNConfig
+from .io import ModelFileError, load
 from .metrics import confusion_matrix
-from .model import ModelFileError, load
-from .recipes import MLPConfig, train_mlp
+from .recipes import MLPConfig, load_mnist_for, train_mlp
 from .report import Table
 
 __all__ = ["main"]

@@ -29,11 +29,13 @@ import numpy as np
 from . import conv, optim
 from .activations import ReLU
 from .artifacts import artifacts_dir, fingerprint
-from .data import MNIST, load_mnist_for
+from .data import MNIST
 from .frameworks import Batches, CNNConfig, learning_rate
+from .io import load
 from .layers import Dense, Dropout, Layer
 from .losses import softmax_cross_entropy
-from .model import Sequential, load
+from .model import Sequential
+from .recipes import DATA_SOURCES, load_mnist_for
 from .train import TrainingDivergedError
 
 __all__ = [
@@ -225,8 +227,9 @@ def train_cnn(
 
 #: The modules whose code decides the trained CNN's numbers, and the packages.
 CNN_SOURCES = (
-    "cnn.py", "conv.py", "model.py", "layers.py", "activations.py", "init.py",
-    "optim.py", "losses.py", "data.py", "frameworks/__init__.py",
+    "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
+    "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
+    "frameworks/__init__.py",
 )  # fmt: skip
 CNN_PACKAGES = ("numpy",)
 

@@ -21,10 +21,11 @@ import numpy as np
 
 from .cnn import AdamW, cnn, train_step
 from .conv import BatchNorm2D, Conv2D
-from .data import MNIST, load_mnist_for
+from .data import MNIST
 from .frameworks import Batches, CNNConfig, learning_rate
 from .layers import Dense, Dropout
 from .model import Sequential
+from .recipes import load_mnist_for
 
 if TYPE_CHECKING:
     import torch

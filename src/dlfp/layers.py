@@ -1,4 +1,5 @@
-"""Layers with parameters or randomness: the base class, the dense layer, dropout.
+"""Layers with parameters or randomness: the base class, the record of one parameter
+(:class:`Parameter`), the dense layer, dropout.
 
 Every layer keeps the contract stated once in :mod:`dlfp`: ``forward`` caches what
 ``backward`` needs, ``backward(dout, input_grad=True)`` returns the gradient with
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import init as initializers
 
-__all__ = ["Layer", "Dense", "Dropout"]
+__all__ = ["Layer", "Parameter", "Dense", "Dropout"]
 
 
 class Layer:
@@ -83,6 +84,15 @@ def _accept_input_grad(cls: type[Layer]) -> None:
         return dX if input_grad else None
 
     cls.backward = adapted
+
+
+class Parameter(NamedTuple):
+    """One parameter array of a model and the array its gradient lives in."""
+
+    value: np.ndarray
+    grad: np.ndarray
+    name: str
+    decay: bool
 
 
 class Dense(Layer):

@@ -2,47 +2,25 @@
 
 A :class:`Sequential` is itself a layer (it keeps the contract of :mod:`dlfp`), and adds
 what a whole network needs: its parameters for an optimizer, prediction in batches,
-evaluation, input checks at the door, and saving to a plain ``.npz`` file.
+evaluation, input checks at the door, and saving to a plain ``.npz`` file (whose
+format is :mod:`dlfp.io`'s; :func:`load` and :class:`ModelFileError` are importable from
+here too).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import activations, conv
-from .layers import Dense, Dropout, Layer
-from .optim import Parameter
+from . import activations, io
+from .io import ModelFileError, load
+from .layers import Dense, Dropout, Layer, Parameter
 
 __all__ = ["Sequential", "mlp", "ModelFileError", "load"]
-
-FORMAT = "dlfp-sequential"
-FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A file is not a saved dlfp model (or is damaged)."""
-
-
-def _layer_types() -> dict[str, type[Layer]]:
-    kinds: list[type[Layer]] = [Dense, Dropout]
-    kinds += [
-        activations.Sigmoid,
-        activations.Tanh,
-        activations.ReLU,
-        activations.LeakyReLU,
-        activations.Softmax,
-    ]
-    kinds += [conv.Conv2D, conv.BatchNorm2D, conv.MaxPool2D, conv.Flatten, conv.Reshape]
-    return {k.__name__: k for k in kinds}
-
 
 #: Parameters that weight decay applies to: weights and filters, not biases or the
 #: scales and shifts of batch normalisation.
@@ -72,11 +50,22 @@ class Sequential(Layer):
     layers : sequence of Layer
         The layers, input first. The last one should output logits when the model is
         trained with :func:`dlfp.losses.softmax_cross_entropy`.
+
+    Attributes
+    ----------
+    layers : list of Layer
+        The layers, input first.
+    metadata : dict
+        What was saved with the model (:meth:`save`'s keyword arguments, such as the
+        test accuracy or the training history) when it was loaded with :func:`load`;
+        empty for a model built in memory. It is not saved by :meth:`save`, which
+        stores only the metadata passed to it.
     """
 
     def __init__(self, layers: Sequence[Layer]):
         super().__init__()
         self.layers = list(layers)
+        self.metadata: dict[str, Any] = {}
 
     # --- the layer contract ----------------------------------------------------------
 
@@ -240,46 +229,16 @@ class Sequential(Layer):
                 correct += int((out.argmax(axis=1) == yb).sum())
         return total / len(X), (correct / len(X) if classification else float("nan"))
 
-    # --- saving and loading ----------------------------------------------------------
+    # --- saving (the file format is in dlfp.io) -------------------------------------
 
     def save(self, path: str | os.PathLike, **metadata: Any) -> Path:
         """Save the architecture and parameters to a ``.npz`` file (no pickle).
 
         ``metadata`` (JSON-serialisable keyword arguments, for example the test
         accuracy) is stored beside them and returned by :func:`load` as
-        ``model.metadata``.
+        ``model.metadata``. The format is :mod:`dlfp.io`'s; see :func:`dlfp.io.save`.
         """
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
-        spec = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "dtype": str(self.dtype),
-            "layers": [
-                {"type": type(layer).__name__, **layer.config()}
-                for layer in self.layers
-            ],
-            "metadata": metadata,
-        }
-        arrays = {
-            f"{i}.{k}": v
-            for i, layer in enumerate(self.layers)
-            for k, v in layer.params.items()
-        }
-        # Written beside the target and renamed into place, so that an interrupted save
-        # never leaves a half-written file that looks like a model.
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.stem}.", suffix=".npz", dir=path.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, __spec__=np.array(json.dumps(spec)), **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return io.save(self, path, **metadata)
 
     def config(self) -> dict[str, Any]:
         return {"layers": [type(layer).__name__ for layer in self.layers]}
@@ -352,116 +311,3 @@ def mlp(
             if dropout:
                 layers.append(Dropout(dropout, rng=rng))
     return Sequential(layers)
-
-
-def _check_spec(path: Path, spec: Any) -> np.dtype:
-    """Raise :class:`ModelFileError` unless ``spec`` describes a model; its dtype."""
-    if not isinstance(spec, dict):
-        raise ModelFileError(
-            f"{path} holds a {type(spec).__name__} where a model's description (a JSON "
-            "object) belongs; the file is damaged or not a dlfp model."
-        )
-    if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} holds format {spec.get('format')!r} version "
-            f"{spec.get('version')!r}, but this dlfp reads {FORMAT!r} version "
-            f"{FORMAT_VERSION}; save the model again with this version."
-        )
-    if "dtype" not in spec:
-        raise ModelFileError(
-            f"{path} does not say which dtype its parameters have; the file is "
-            "damaged: save the model again."
-        )
-    known = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-    dtype = known.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
-    if dtype is None:
-        raise ModelFileError(
-            f"{path} names the dtype {spec['dtype']!r}, but dlfp models are float32 or "
-            "float64; the file is damaged or not a dlfp model."
-        )
-    layers = spec.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise ModelFileError(
-            f"{path} describes no layers; the file is damaged: save the model again."
-        )
-    for i, entry in enumerate(layers):
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-            raise ModelFileError(
-                f"{path}: layer {i} has no type; the file is damaged: save the model "
-                "again."
-            )
-    return dtype
-
-
-def load(
-    path: str | os.PathLike, *, rng: np.random.Generator | None = None
-) -> Sequential:
-    """Load a model saved with :meth:`Sequential.save`.
-
-    Raises :class:`ModelFileError` with one sentence when the file is missing, is not a
-    ``.npz`` archive, or does not hold a complete dlfp model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(
-            f"{path} does not exist; check the path to the saved model."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(
-            f"{path} is not an .npz archive, so not a saved dlfp model; check the path."
-        )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "__spec__" not in archive:
-                raise ModelFileError(
-                    f"{path} is an .npz file but not a dlfp model (it has no __spec__ "
-                    "entry); save models with model.save()."
-                )
-            spec = json.loads(str(archive["__spec__"]))
-            arrays = {k: archive[k] for k in archive.files if k != "__spec__"}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        if isinstance(err, ModelFileError):
-            raise
-        raise ModelFileError(
-            f"{path} is not a readable .npz archive ({err}); it is damaged or not a "
-            "saved model."
-        ) from None
-    dtype = _check_spec(path, spec)
-    types = _layer_types()
-    rng = np.random.default_rng() if rng is None else rng
-    layers: list[Layer] = []
-    for i, entry in enumerate(spec["layers"]):
-        kwargs = {k: v for k, v in entry.items() if k != "type"}
-        kind = types.get(entry["type"])
-        if kind is None:
-            raise ModelFileError(
-                f"{path} has a layer of unknown type {entry['type']!r}; it was saved "
-                "by another version of dlfp or is damaged."
-            )
-        if kind is Dense:
-            # Start from zeros (nothing to draw): the saved values replace them below.
-            kwargs.update(init="zeros", dtype=dtype)
-        if kind in (Dense, Dropout):
-            kwargs["rng"] = rng
-        try:
-            layer = kind(**kwargs)
-        except (TypeError, ValueError) as err:
-            raise ModelFileError(
-                f"{path}: layer {i} ({entry['type']}) has arguments this dlfp cannot "
-                f"use ({err}); the file is damaged or from another version of dlfp."
-            ) from None
-        for key, value in layer.params.items():
-            stored = arrays.get(f"{i}.{key}")
-            if stored is None or stored.shape != value.shape:
-                got = "missing" if stored is None else f"shape {stored.shape}"
-                raise ModelFileError(
-                    f"{path}: parameter {i}.{key} should have shape {value.shape} but "
-                    f"is {got}; the file is damaged."
-                )
-            value[...] = stored
-        if kind is Dense:
-            layer.init = entry.get("init", "custom")  # as it was created
-        layers.append(layer)
-    model = Sequential(layers)
-    model.metadata = spec.get("metadata", {})
-    return model

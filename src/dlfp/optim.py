@@ -3,9 +3,10 @@
 The contract
 ------------
 An optimizer is built from a model's parameters, ``model.parameters()``: a list of
-:class:`Parameter` records, each holding a parameter array, the array its gradient is
-written into, and whether weight decay applies to it (weights yes, biases no). Each call
-of :meth:`Optimizer.step` reads the current gradients and updates every parameter array
+:class:`~dlfp.layers.Parameter` records (defined beside the layers, importable from here
+too), each holding a parameter array, the array its gradient is written into, and
+whether weight decay applies to it (weights yes, biases no). Each call of
+:meth:`Optimizer.step` reads the current gradients and updates every parameter array
 *in place*; the layers see the new values at once. ``lr`` is a plain attribute, so a
 schedule can change it between steps.
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 import numpy as np
+
+from .layers import Parameter
 
 __all__ = [
     "Parameter",
@@ -33,15 +35,6 @@ __all__ = [
     "warmup_schedule",
     "get",
 ]
-
-
-class Parameter(NamedTuple):
-    """One parameter array of a model and the array its gradient lives in."""
-
-    value: np.ndarray
-    grad: np.ndarray
-    name: str
-    decay: bool
 
 
 class Optimizer:

@@ -18,6 +18,7 @@ under a name that changes with the configuration, the code and the package versi
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,14 @@ import numpy as np
 
 from . import __version__, optim
 from .artifacts import artifacts_dir, fingerprint
-from .data import MNIST, load_mnist_for, random_shift
-from .model import Sequential, load, mlp
+from .data import MNIST, load_mnist, random_shift
+from .io import load
+from .model import Sequential, mlp
 from .train import History, fit
 
 __all__ = [
     "MLPConfig",
+    "load_mnist_for",
     "artifacts_dir",
     "artifact_path",
     "train_mlp",
@@ -63,10 +66,35 @@ class MLPConfig:
         )
 
 
+def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
+    """MNIST split as a training recipe asks: :func:`dlfp.data.load_mnist` with the
+    recipe's ``validation_size``, ``subset`` and ``seed``.
+
+    Parameters
+    ----------
+    recipe : MLPConfig or dlfp.frameworks.CNNConfig
+        Any object with those three attributes.
+    folder : path, optional
+        Where the MNIST files are; :func:`dlfp.data.data_dir` when omitted.
+    """
+    return load_mnist(
+        validation_size=recipe.validation_size,
+        subset=recipe.subset,
+        seed=recipe.seed,
+        folder=folder,
+    )
+
+
+#: The data code (the :mod:`dlfp.data` package), part of every trained model's key.
+DATA_SOURCES = (
+    "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
+    "data/augment.py",
+)  # fmt: skip
+
 #: The modules whose code decides the trained MLP's numbers, and the packages.
 MLP_SOURCES = (
-    "recipes.py", "train.py", "model.py", "layers.py", "activations.py", "init.py",
-    "optim.py", "losses.py", "data.py",
+    "recipes.py", "train.py", "model.py", "io.py", "registry.py", "layers.py",
+    "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
 )  # fmt: skip
 MLP_PACKAGES = ("numpy",)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import activations, optim
+from . import optim, registry
 from .layers import Dense, Dropout
 from .losses import softmax_cross_entropy
 from .model import Sequential
@@ -21,10 +21,24 @@ from .train import batches
 
 __all__ = ["to_torch", "lockstep"]
 
-_ACTIVATIONS = {
-    activations.ReLU: torch.nn.ReLU,
-    activations.Tanh: torch.nn.Tanh,
-    activations.Sigmoid: torch.nn.Sigmoid,
+
+def _linear(layer: Dense, dtype: torch.dtype) -> torch.nn.Linear:
+    linear = torch.nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
+        linear.bias.copy_(torch.from_numpy(layer.params["b"]))
+    return linear
+
+
+#: The PyTorch module that computes what each layer computes, by the layer's name in
+#: :data:`dlfp.registry.LAYERS`: a function of the layer and the dtype.
+TORCH_EQUIVALENTS = {
+    "Dense": _linear,
+    "ReLU": lambda layer, dtype: torch.nn.ReLU(),
+    "Tanh": lambda layer, dtype: torch.nn.Tanh(),
+    "Sigmoid": lambda layer, dtype: torch.nn.Sigmoid(),
+    "LeakyReLU": lambda layer, dtype: torch.nn.LeakyReLU(layer.alpha),
+    "Dropout": lambda layer, dtype: torch.nn.Dropout(layer.rate),
 }
 
 
@@ -33,23 +47,13 @@ def to_torch(model: Sequential) -> torch.nn.Sequential:
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     layers: list[torch.nn.Module] = []
     for layer in model.layers:
-        if isinstance(layer, Dense):
-            linear = torch.nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
-                linear.bias.copy_(torch.from_numpy(layer.params["b"]))
-            layers.append(linear)
-        elif isinstance(layer, activations.LeakyReLU):
-            layers.append(torch.nn.LeakyReLU(layer.alpha))
-        elif type(layer) in _ACTIVATIONS:
-            layers.append(_ACTIVATIONS[type(layer)]())
-        elif isinstance(layer, Dropout):
-            layers.append(torch.nn.Dropout(layer.rate))
-        else:
+        build = TORCH_EQUIVALENTS.get(registry.layer_name(layer))
+        if build is None:
             raise TypeError(
                 f"no PyTorch equivalent for {layer!r}; use Dense and ReLU, "
                 "Tanh, Sigmoid, LeakyReLU or Dropout layers."
             )
+        layers.append(build(layer, dtype))
     return torch.nn.Sequential(*layers)
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import artifacts_dir, fingerprint
-from ..data import load_mnist_for, random_shift
+from ..data import random_shift
+from ..recipes import DATA_SOURCES, load_mnist_for
 
 __all__ = [
     "CNNConfig",
@@ -180,7 +181,7 @@ def artifact_path(framework: str, config: CNNConfig, suffix: str) -> Path:
     sources = [f"frameworks/{name}" for name in FRAMEWORK_SOURCES[framework]]
     key = fingerprint(
         dataclasses.asdict(config),
-        [*sources, "data.py"],
+        [*sources, *DATA_SOURCES],
         FRAMEWORK_PACKAGES[framework],
     )
     return artifacts_dir() / f"{framework}-cnn-{key}{suffix}"

@@ -21,7 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from ..data import MNIST, load_mnist_for  # noqa: E402
+from ..data import MNIST  # noqa: E402
+from ..recipes import load_mnist_for  # noqa: E402
 from . import Batches, CNNConfig, learning_rate, trained_run  # noqa: E402
 
 __all__ = ["build_model", "train", "predict_logits", "save", "load"]

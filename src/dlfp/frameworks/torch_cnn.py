@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import MNIST, load_mnist_for
+from ..data import MNIST
+from ..recipes import load_mnist_for
 from ..threads import requested_threads
 from . import Batches, CNNConfig, learning_rate, trained_run
 

@@ -1,0 +1,124 @@
+"""The one table of layer types: every registered layer saves and loads, and the model
+files, the activation names and the PyTorch mirror all read it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dlfp import activations, conv, io, model, registry
+from dlfp.layers import Dense, Dropout, Layer
+from dlfp.model import Sequential
+
+
+def one_layer_model(name: str, rng: np.random.Generator, dtype):
+    """A model that holds a ``name`` layer, and a batch it takes: (model, X)."""
+    kind = registry.LAYERS[name]
+    maps = rng.random((4, 2, 6, 6)).astype(dtype)
+    if kind is Dense:
+        return Sequential([Dense(6, 3, init="he", rng=rng, dtype=dtype)]), maps[:, 0, 0]
+    if kind is Dropout:
+        return Sequential([Dropout(0.25, rng=rng)]), maps
+    if kind is activations.LeakyReLU:
+        return Sequential([activations.LeakyReLU(0.2)]), maps
+    if kind is activations.Softmax:
+        return Sequential([activations.Softmax()]), maps[:, 0, 0]
+    if kind is conv.Conv2D:
+        layer = conv.Conv2D(2, 3, 3, stride=2, padding=1, rng=rng, dtype=dtype)
+        return Sequential([layer]), maps
+    if kind is conv.BatchNorm2D:
+        layer = conv.BatchNorm2D(2, momentum=0.3, dtype=dtype)
+        layer.forward(maps, training=True)  # running averages away from the start
+        return Sequential([layer]), maps
+    if kind is conv.MaxPool2D:
+        return Sequential([conv.MaxPool2D(3, stride=2)]), maps
+    if kind is conv.Reshape:
+        return Sequential([conv.Reshape((2, 36))]), maps.reshape(4, -1)
+    return Sequential([kind()]), maps  # layers without arguments
+
+
+def test_the_registry_names_every_layer_by_its_class_name():
+    assert all(name == kind.__name__ for name, kind in registry.LAYERS.items())
+    assert all(issubclass(kind, Layer) for kind in registry.LAYERS.values())
+    assert set(registry.ACTIVATIONS.values()) <= set(registry.LAYERS)
+    for name in ("Dense", "Dropout", "ReLU", "Conv2D", "BatchNorm2D", "Flatten"):
+        assert registry.layer_class(name) is not None
+    assert registry.layer_class("Conv9D") is None
+    assert registry.layer_name(activations.ReLU()) == "ReLU"
+    assert registry.layer_name(Layer()) is None
+    assert registry.layer_name(Sequential([])) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(registry.LAYERS))
+def test_every_registered_layer_saves_and_loads(tmp_path, name, dtype):
+    rng = np.random.default_rng(0)
+    net, X = one_layer_model(name, rng, dtype)
+    path = io.save(net, tmp_path / "one", kind=name)
+    again = io.load(path)
+    assert path.suffix == ".npz" and again.metadata == {"kind": name}
+    [ours], [theirs] = net.layers, again.layers
+    assert type(theirs) is type(ours) and theirs.config() == ours.config()
+    for key, value in ours.params.items():
+        assert theirs.params[key].dtype == value.dtype
+        np.testing.assert_array_equal(theirs.params[key], value)
+    np.testing.assert_array_equal(again.forward(X), net.forward(X))
+    with np.load(path) as archive:
+        spec = json.loads(str(archive["__spec__"]))
+    assert spec["format"] == io.FORMAT and spec["version"] == io.FORMAT_VERSION
+    assert [entry["type"] for entry in spec["layers"]] == [name]
+
+
+def test_a_layer_outside_the_registry_is_not_saved(tmp_path):
+    class Doubling(Layer):
+        def forward(self, X, training=False):
+            return 2 * X
+
+    net = Sequential([Dense(2, 2, rng=np.random.default_rng(0)), Doubling()])
+    with pytest.raises(TypeError) as err:
+        net.save(tmp_path / "m.npz")
+    text = str(err.value)
+    assert "Doubling" in text and text.endswith(".") and "\n" not in text
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left
+
+
+def test_activation_names_come_from_the_registry():
+    for short, name in registry.ACTIVATIONS.items():
+        assert type(activations.get(short)) is registry.LAYERS[name]
+    with pytest.raises(ValueError, match="use one of sigmoid, tanh, relu, leaky_relu"):
+        activations.get("swish")
+
+
+def test_the_model_file_format_is_also_importable_from_dlfp_model(tmp_path):
+    assert model.load is io.load and model.ModelFileError is io.ModelFileError
+    net = model.mlp([3, 4, 2], rng=np.random.default_rng(1))
+    assert net.metadata == {}  # a model built in memory has empty metadata
+    again = model.load(net.save(tmp_path / "m", accuracy=0.5))
+    assert again.metadata == {"accuracy": 0.5}
+
+
+def test_the_pytorch_mirror_reads_the_registry():
+    torch_reference = pytest.importorskip("dlfp.torch_reference")
+    assert set(torch_reference.TORCH_EQUIVALENTS) <= set(registry.LAYERS)
+    rng = np.random.default_rng(2)
+    net = Sequential(
+        [
+            Dense(4, 5, rng=rng),
+            activations.LeakyReLU(0.1),
+            Dense(5, 5, rng=rng),
+            activations.Tanh(),
+            Dropout(0.2, rng=rng),
+            Dense(5, 3, rng=rng),
+            activations.Sigmoid(),
+            Dense(3, 2, rng=rng),
+            activations.ReLU(),
+        ]
+    )
+    X = rng.random((6, 4)).astype(np.float32)
+    ours = net.forward(X)
+    theirs = torch_reference.to_torch(net).eval()(torch_reference.torch.from_numpy(X))
+    np.testing.assert_allclose(theirs.detach().numpy(), ours, rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="no PyTorch equivalent"):
+        torch_reference.to_torch(Sequential([activations.Softmax()]))
