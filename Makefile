@@ -3,7 +3,7 @@
 #   make test   set up .venv, run the unit tests, build the book from scratch, check it
 # and, for contributors:
 #   make unit   the fast unit tests only (the inner loop)
-#   make lint   ruff on the library, the tests and the benchmarks
+#   make lint   ruff on the library, the tests, the benchmarks and the chapters' code cells
 #   make core   the unit tests in .venv-core, which holds NumPy and the test tools only:
 #               proves that `import dlfp` and its checks need nothing else
 #   make pdf    the book as one PDF, from the notebooks that `make book` executed
@@ -75,6 +75,7 @@ unit: setup
 lint: setup
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_chapter_code.py
 
 $(CORE)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(CORE)
