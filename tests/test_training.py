@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from dlfp import optim, toy
 from dlfp.layers import Dense
-from dlfp.losses import mse
+from dlfp.losses import mse, softmax_cross_entropy
 from dlfp.model import ModelFileError, Sequential, load, mlp
-from dlfp.train import TrainingDivergedError, batches, fit
+from dlfp.train import TrainingDivergedError, batches, fit, train_step
 
 
 def spiral_data(seed: int = 0):
@@ -227,6 +229,40 @@ def test_bad_inputs_are_caught_at_the_door(model, X, y, message):
             rng=np.random.default_rng(0),
         )
     assert str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_train_step_is_the_four_lines_bit_for_bit():
+    """Forward in training mode, loss and gradient, backward, update: train_step gives
+    the same loss, output and parameters as the step written out by hand."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    models = [mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1))]
+    models.append(mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1)))
+    ours, theirs = (optim.Adam(m.parameters(), lr=0.01) for m in models)
+    for _ in range(3):
+        value, out = train_step(models[0], softmax_cross_entropy, ours, X, y)
+        expected_out = models[1].forward(X, training=True)
+        expected, dout = softmax_cross_entropy(expected_out, y)
+        models[1].backward(dout, input_grad=False)
+        theirs.step()
+        assert value == expected
+        np.testing.assert_array_equal(out, expected_out)
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_train_step_refuses_a_non_finite_loss_and_leaves_the_model():
+    rng = np.random.default_rng(0)
+    model = mlp([3, 4, 1], "relu", rng=rng)
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    before = [p.value.copy() for p in model.parameters()]
+    X = np.full((2, 3), np.inf, np.float32)
+    with pytest.raises(TrainingDivergedError, match="smaller learning rate") as err:
+        train_step(model, mse, opt, X, np.zeros((2, 1), np.float32))
+    assert not math.isfinite(err.value.loss)
+    assert str(err.value).endswith(".") and "\n" not in str(err.value)
+    for p, b in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.value, b)
 
 
 def test_diverging_loss_names_the_epoch_and_the_remedy():
