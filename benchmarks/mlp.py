@@ -33,14 +33,12 @@ from dlfp.losses import softmax_cross_entropy
 from dlfp.model import mlp
 from dlfp.recipes import MLPConfig
 from dlfp.torch_reference import to_torch
-from dlfp.train import batches
+from dlfp.train import batches, train_step
 
 
 def dlfp_epoch(model, optimizer, X, y, order):
     for idx in order:
-        _, dZ = softmax_cross_entropy(model.forward(X[idx], training=True), y[idx])
-        model.backward(dZ, input_grad=False)
-        optimizer.step()
+        train_step(model, softmax_cross_entropy, optimizer, X[idx], y[idx])
 
 
 def torch_epoch(net, optimizer, X, y, order):

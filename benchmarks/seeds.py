@@ -72,12 +72,9 @@ def run_one(
         test = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)[1]
         validation = history["val_accuracy"][-1]
     else:
-        from dlfp.frameworks import CNNConfig
+        from dlfp.frameworks import CNNConfig, backend
 
-        if recipe == "torch":
-            from dlfp.frameworks import torch_cnn as module
-        else:
-            from dlfp.frameworks import keras_cnn as module
+        module = backend.get(f"{recipe}-cnn")  # a Backend: dlfp.frameworks.torch_cnn
         config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
         data = load_mnist_for(config)
         model, history = module.train(config, data)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dlfp import conv
-from dlfp.cnn import AdamW, artifact_path, cnn, profile_steps, train_cnn, trained_cnn
+from dlfp.artifacts import artifact_path
+from dlfp.cnn import AdamW, cnn, profile_steps, train_cnn, trained_cnn
 from dlfp.frameworks import CNNConfig
 from dlfp.layers import Parameter
 from dlfp.recipes import load_mnist_for
@@ -99,7 +100,7 @@ def test_training_is_reproducible_and_learns(tiny_data):
 def test_the_trained_cnn_is_kept_for_later_chapters(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     model, metadata = trained_cnn(TINY)
-    path = artifact_path(TINY)
+    path = artifact_path("dlfp-cnn", TINY)
     assert path.parent == tmp_path and path.is_file()
     assert metadata["config"]["channels"] == [8, 16]
     assert 0.5 < metadata["test_accuracy"] <= 1 and metadata["train_seconds"] > 0

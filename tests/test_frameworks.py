@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+
 import numpy as np
 import pytest
 
+from dlfp import artifacts
 from dlfp.claims import check_claim, claim_for, load_runs
 from dlfp.data import load_mnist
-from dlfp.frameworks import Batches, CNNConfig, count_lines, learning_rate
+from dlfp.frameworks import Batches, CNNConfig, backend, learning_rate
+from dlfp.frameworks.compare import count_lines
 
 # What both frameworks share runs with NumPy alone; each PyTorch or Keras test asks for
 # its framework through a fixture and skips when that framework is not installed.
@@ -55,6 +60,91 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert np.argmax(rates) == 20 and rates[-1] == pytest.approx(0, abs=1e-12)
     assert all(a <= b for a, b in zip(rates[:20], rates[1:21], strict=True))
     assert all(a >= b for a, b in zip(rates[20:-1], rates[21:], strict=True))
+
+
+def test_the_image_side_and_classes_come_from_the_configuration():
+    config = CNNConfig(channels=(4, 8))
+    assert (config.image_side, config.classes) == (28, 10)
+    assert config.feature_side() == 7
+    assert "image_side" not in dataclasses.asdict(config)  # not a field
+
+
+# --- The backend protocol -----------------------------------------------------------
+
+
+def test_every_backend_is_a_kind_of_kept_model():
+    assert set(backend.BACKENDS) <= set(artifacts.SOURCES)
+    with pytest.raises(ValueError, match="unknown backend 'torch'; use one of"):
+        backend.get("torch")
+
+
+def _fake_backend(**members):
+    """A namespace with every member of the Backend protocol, some replaced."""
+
+    def train(config, data=None, *, verbose=False):
+        return None, {}
+
+    def predict_logits(model, images, batch_size=1000):
+        return np.zeros((len(images), 10), np.float32)
+
+    def save(model, path):
+        return path
+
+    def load(path, config=None):
+        return None
+
+    def trained(config=None, *, verbose=False):
+        return None, {}
+
+    def export_onnx(model, path):
+        return path
+
+    def run_onnx(path, images):
+        return predict_logits(None, images)
+
+    everything = {
+        "NAME": "fake-cnn",
+        "SUFFIX": ".x",
+        **{f.__name__: f for f in (train, predict_logits, save, load, trained)},
+        **{f.__name__: f for f in (export_onnx, run_onnx)},
+    }
+    return types.SimpleNamespace(**{**everything, **members})
+
+
+def test_check_says_what_a_backend_lacks():
+    assert isinstance(_fake_backend(), backend.Backend)
+    backend.check(_fake_backend())
+    lacking = _fake_backend()
+    del lacking.predict_logits
+    assert not isinstance(lacking, backend.Backend)
+    with pytest.raises(TypeError, match="lacks predict_logits"):
+        backend.check(lacking)
+
+    def stiff(config, data, verbose):  # verbose should be keyword-only
+        return None, {}
+
+    with pytest.raises(TypeError, match="train must take 'verbose'"):
+        backend.check(_fake_backend(train=stiff))
+
+    def more(model, path, fmt):  # an extra parameter without a default
+        return path
+
+    with pytest.raises(TypeError, match="parameter 'fmt'.*give it a default"):
+        backend.check(_fake_backend(save=more))
+    with pytest.raises(TypeError, match="needs a str SUFFIX"):
+        backend.check(_fake_backend(SUFFIX=None))
+
+
+def test_the_torch_module_is_a_backend(torch_cnn):
+    assert isinstance(torch_cnn, backend.Backend)
+    backend.check(torch_cnn)
+    assert backend.get(torch_cnn.NAME) is torch_cnn
+
+
+def test_the_keras_module_is_a_backend(keras_cnn):
+    assert isinstance(keras_cnn, backend.Backend)
+    backend.check(keras_cnn)
+    assert backend.get(keras_cnn.NAME) is keras_cnn
 
 
 def test_batches_are_identical_arrays_in_any_order(small_data):

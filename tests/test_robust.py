@@ -116,8 +116,8 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
     # So does changed training code.
     code = tmp_path / "train.py"
     code.write_text("# the training loop\n")
-    sources = (*recipes.MLP_SOURCES, str(code))
-    monkeypatch.setattr(recipes, "MLP_SOURCES", sources)
+    sources = (*artifacts.SOURCES["mlp"], str(code))
+    monkeypatch.setitem(artifacts.SOURCES, "mlp", sources)
     recipes.trained_mlp(TINY)
     recipes.trained_mlp(TINY)
     code.write_text("# the training loop, changed\n")
@@ -129,8 +129,8 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
     from dlfp import frameworks
 
     config = frameworks.CNNConfig()
-    path = frameworks.artifact_path("torch", config, ".pt")
-    assert path == frameworks.artifact_path("torch", config, ".pt")
+    path = frameworks.artifact_path("torch-cnn", config, ".pt")
+    assert path == frameworks.artifact_path("torch-cnn", config, ".pt")
     versions = artifacts.package_versions
     for package in ("torch", "numpy"):
         monkeypatch.setattr(
@@ -138,15 +138,15 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
             "package_versions",
             lambda names, p=package: {**versions(names), p: "0.0-other"},
         )
-        assert frameworks.artifact_path("torch", config, ".pt") != path, package
+        assert frameworks.artifact_path("torch-cnn", config, ".pt") != path, package
     monkeypatch.setattr(artifacts, "package_versions", versions)
-    keras_path = frameworks.artifact_path("keras", config, ".keras")
+    keras_path = frameworks.artifact_path("keras-cnn", config, ".keras")
     monkeypatch.setattr(
         artifacts,
         "package_versions",
         lambda names: {**versions(names), "tensorflow-cpu": "0.0-other"},
     )
-    assert frameworks.artifact_path("keras", config, ".keras") != keras_path
+    assert frameworks.artifact_path("keras-cnn", config, ".keras") != keras_path
     monkeypatch.setattr(artifacts, "package_versions", versions)
     # The data code is part of every framework's key: edit it, and the key changes.
     fake_data = artifacts.PACKAGE_ROOT / "data" / "mnist.py"
@@ -157,7 +157,27 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
         return text + b"# edited" if self == fake_data else text
 
     monkeypatch.setattr(type(fake_data), "read_bytes", edited)
-    assert frameworks.artifact_path("torch", config, ".pt") != path
+    assert frameworks.artifact_path("torch-cnn", config, ".pt") != path
+
+
+def test_every_kept_model_is_named_in_one_table(tmp_path, monkeypatch):
+    """dlfp.artifacts lists, for every kind of kept model, the code and packages its
+    numbers depend on; each kind's files are named after it, in the one folder."""
+    from dlfp.frameworks import CNNConfig
+
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
+    assert set(artifacts.PACKAGES) == set(artifacts.SOURCES)
+    for kind in artifacts.SOURCES:  # every named source exists: fingerprint reads it
+        config = recipes.MLPConfig() if kind == "mlp" else CNNConfig()
+        path = artifacts.artifact_path(kind, config)
+        assert path.parent == tmp_path and path.name.startswith(f"{kind}-")
+        assert path.name.endswith(".npz")
+    for kind in ("dlfp-cnn", "torch-cnn", "keras-cnn"):  # the shared CNN code
+        shared = {"frameworks/config.py", "frameworks/batches.py", "optim.py"}
+        assert shared <= set(artifacts.SOURCES[kind]), kind
+    assert recipes.MLPConfig().key() == artifacts.key("mlp", recipes.MLPConfig())
+    with pytest.raises(ValueError, match="kept model 'torch'; use one of mlp, "):
+        artifacts.artifact_path("torch", CNNConfig())
 
 
 def test_fingerprint_reads_every_named_source(tmp_path):

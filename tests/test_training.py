@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from dlfp import optim, toy
+from dlfp.frameworks import CNNConfig, learning_rate
 from dlfp.layers import Dense
-from dlfp.losses import mse
+from dlfp.losses import mse, softmax_cross_entropy
 from dlfp.model import ModelFileError, Sequential, load, mlp
-from dlfp.train import TrainingDivergedError, batches, fit
+from dlfp.recipes import MLPConfig
+from dlfp.train import TrainingDivergedError, batches, fit, train_step
 
 
 def spiral_data(seed: int = 0):
@@ -177,6 +181,54 @@ def test_warmup_schedule_rises_linearly_then_holds():
     assert [rate(t) for t in range(6)] == pytest.approx(expected)
 
 
+# The schedules as they were written before they were gathered in dlfp.optim: the
+# book's numbers were computed with exactly these floating-point operations.
+
+
+def _old_cosine(lr_max, epochs, lr_min, epoch):
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def _old_learning_rate(step, total_steps, config):
+    warm = max(1, round(config.warmup * total_steps))
+    if step < warm:
+        return config.lr * step / warm
+    progress = (step - warm) / max(1, total_steps - warm)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _bits(values):
+    return [float(v).hex() for v in values]
+
+
+def test_the_mlp_schedule_is_bit_identical_to_the_old_formula():
+    for config in (MLPConfig(), MLPConfig(lr=3e-3, epochs=7), MLPConfig(epochs=1)):
+        schedule = optim.cosine_schedule(config.lr, config.epochs)
+        epochs = range(config.epochs + 1)
+        old = [_old_cosine(config.lr, config.epochs, 0.0, j) for j in epochs]
+        assert _bits(schedule(j) for j in epochs) == _bits(old)
+    schedule = optim.cosine_schedule(0.1, 5, lr_min=0.01)
+    fine = np.linspace(0, 5, 41)  # the optimizers chapter plots fractional epochs too
+    assert _bits(schedule(j) for j in fine) == _bits(
+        _old_cosine(0.1, 5, 0.01, j) for j in fine
+    )
+
+
+def test_the_cnn_schedule_is_bit_identical_to_the_old_formula():
+    """Every step of the book's CNN recipe (55,000 training images), and others."""
+    book = CNNConfig()
+    runs = [(book, book.epochs * book.steps_per_epoch(55_000))]
+    for warmup in (0.0, 0.15, 0.2, 0.5, 1.0):
+        for total in (1, 2, 3, 7, 10, 100, 431, 1000):
+            runs.append((CNNConfig(lr=0.01, warmup=warmup), total))
+    for config, total in runs:
+        steps = range(total + 2)  # one past the end: the rate stays at 0
+        old = _bits(_old_learning_rate(s, total, config) for s in steps)
+        assert _bits(learning_rate(s, total, config) for s in steps) == old
+        rate = optim.warmup_cosine_schedule(config.lr, total, config.warmup)
+        assert _bits(rate(s) for s in steps) == old
+
+
 # --- Errors at the model's door -----------------------------------------------------
 
 
@@ -227,6 +279,40 @@ def test_bad_inputs_are_caught_at_the_door(model, X, y, message):
             rng=np.random.default_rng(0),
         )
     assert str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_train_step_is_the_four_lines_bit_for_bit():
+    """Forward in training mode, loss and gradient, backward, update: train_step gives
+    the same loss, output and parameters as the step written out by hand."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    models = [mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1))]
+    models.append(mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1)))
+    ours, theirs = (optim.Adam(m.parameters(), lr=0.01) for m in models)
+    for _ in range(3):
+        value, out = train_step(models[0], softmax_cross_entropy, ours, X, y)
+        expected_out = models[1].forward(X, training=True)
+        expected, dout = softmax_cross_entropy(expected_out, y)
+        models[1].backward(dout, input_grad=False)
+        theirs.step()
+        assert value == expected
+        np.testing.assert_array_equal(out, expected_out)
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_train_step_refuses_a_non_finite_loss_and_leaves_the_model():
+    rng = np.random.default_rng(0)
+    model = mlp([3, 4, 1], "relu", rng=rng)
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    before = [p.value.copy() for p in model.parameters()]
+    X = np.full((2, 3), np.inf, np.float32)
+    with pytest.raises(TrainingDivergedError, match="smaller learning rate") as err:
+        train_step(model, mse, opt, X, np.zeros((2, 1), np.float32))
+    assert not math.isfinite(err.value.loss)
+    assert str(err.value).endswith(".") and "\n" not in str(err.value)
+    for p, b in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.value, b)
 
 
 def test_diverging_loss_names_the_epoch_and_the_remedy():

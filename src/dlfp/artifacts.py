@@ -7,21 +7,54 @@ while everything that produced it is unchanged, so its file name hashes the reci
 configuration, the source code that trains it, and the versions of the packages that
 compute it (:func:`fingerprint`). Change any of them and the name changes: the old file
 is never mistaken for a current one, and the model is trained again.
+
+This module is the one place for every kept model. Each kind has a name, the prefix of
+its files: ``"mlp"`` (Part II's perceptron, :func:`trained_mlp`), ``"dlfp-cnn"`` (the
+NumPy CNN, :func:`trained_cnn`), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks'
+CNNs, :func:`trained_run`, with a JSON record beside each model). :data:`SOURCES` and
+:data:`PACKAGES` list what each kind's numbers depend on; :func:`artifact_path` names
+its files. The training code is imported only when a model must be trained.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import cache_dir
 
-__all__ = ["artifacts_dir", "fingerprint", "package_versions"]
+if TYPE_CHECKING:
+    from .frameworks.backend import Backend
+    from .frameworks.config import CNNConfig
+    from .model import Sequential
+    from .recipes import MLPConfig
+    from .train import History
+
+__all__ = [
+    "artifacts_dir",
+    "fingerprint",
+    "package_versions",
+    "SOURCES",
+    "PACKAGES",
+    "key",
+    "artifact_path",
+    "save_trained",
+    "trained_mlp",
+    "trained_cnn",
+    "save_record",
+    "load_record",
+    "save_run",
+    "trained_run",
+]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -65,3 +98,215 @@ def fingerprint(
         digest.update(str(source).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+# --- What each kind of kept model depends on ------------------------------------------
+
+#: The modules (paths in the ``dlfp`` package folder) whose code decides the numbers of
+#: each kind of kept model: how it is built, trained and evaluated, and its data.
+SOURCES: dict[str, tuple[str, ...]] = {
+    "mlp": (
+        "recipes.py", "train.py", "model.py", "io.py", "registry.py", "layers.py",
+        "activations.py", "init.py", "optim.py", "losses.py", "artifacts.py",
+        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
+        "data/augment.py",
+    ),
+    "dlfp-cnn": (
+        "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
+        "activations.py", "init.py", "optim.py", "losses.py", "train.py",
+        "artifacts.py", "recipes.py", "frameworks/config.py", "frameworks/batches.py",
+        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
+        "data/augment.py",
+    ),
+    "torch-cnn": (
+        "frameworks/config.py", "frameworks/batches.py", "frameworks/torch_cnn.py",
+        "optim.py", "recipes.py", "artifacts.py",
+        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
+        "data/augment.py",
+    ),
+    "keras-cnn": (
+        "frameworks/config.py", "frameworks/batches.py", "frameworks/keras_cnn.py",
+        "frameworks/_quiet.py", "optim.py", "recipes.py", "artifacts.py",
+        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
+        "data/augment.py",
+    ),
+}  # fmt: skip
+
+#: The distributions whose versions change each kind's numbers.
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "mlp": ("numpy",),
+    "dlfp-cnn": ("numpy",),
+    "torch-cnn": ("numpy", "torch"),
+    "keras-cnn": ("numpy", "tensorflow", "tensorflow-cpu", "keras"),
+}
+
+
+def key(kind: str, config) -> str:
+    """The short hash in the names of the files of a ``kind`` trained with ``config``.
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`SOURCES`: ``"mlp"``, ``"dlfp-cnn"``, ``"torch-cnn"`` or
+        ``"keras-cnn"``.
+    config : dataclass
+        The recipe, a :class:`~dlfp.recipes.MLPConfig` or a
+        :class:`~dlfp.frameworks.CNNConfig`. The MLP's key also names the version of
+        ``dlfp``, whose ``.npz`` format it is kept in.
+    """
+    if kind not in SOURCES:
+        raise ValueError(
+            f"unknown kind of kept model {kind!r}; use one of {', '.join(SOURCES)}."
+        )
+    settings = dataclasses.asdict(config)
+    if kind == "mlp":
+        from . import __version__
+
+        settings = {**settings, "dlfp": __version__}
+    return fingerprint(settings, SOURCES[kind], PACKAGES[kind])
+
+
+def artifact_path(kind: str, config, suffix: str = ".npz") -> Path:
+    """Where a chapter keeps what it trained: ``<artifacts>/<kind>-<key><suffix>``.
+
+    The folder is :func:`artifacts_dir`; ``kind`` and ``config`` are as for
+    :func:`key`. The frameworks' runs keep two files: the model (``.pt`` or
+    ``.keras``) and its record (``.json``).
+    """
+    return artifacts_dir() / f"{kind}-{key(kind, config)}{suffix}"
+
+
+# --- Part II: the MLP -----------------------------------------------------------------
+
+
+def save_trained(model: Sequential, config: MLPConfig, history: History) -> Path:
+    """Keep a trained MLP, with its configuration and history, for later chapters."""
+    path = artifact_path("mlp", config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return model.save(
+        path, config=dataclasses.asdict(config), history=history.as_dict()
+    )
+
+
+def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
+    """The MLP trained with ``config`` (default: the book's ``MLPConfig()``): loaded
+    from the artifacts folder when an earlier run saved it, else trained now and saved
+    there.
+
+    Returns
+    -------
+    (Sequential, dict)
+        The model and the metadata saved with it: ``config`` and ``history`` (the
+        :class:`~dlfp.train.History` as a dict of lists).
+    """
+    from . import recipes
+    from .io import load
+
+    config = recipes.MLPConfig() if config is None else config
+    path = artifact_path("mlp", config)
+    if not path.is_file():
+        model, history = recipes.train_mlp(config, verbose=verbose)
+        save_trained(model, config, history)
+    model = load(path)
+    return model, model.metadata
+
+
+# --- Part III: the NumPy CNN ----------------------------------------------------------
+
+
+def trained_cnn(
+    config: CNNConfig | None = None, *, verbose: bool = False
+) -> tuple[Sequential, dict]:
+    """The dlfp CNN trained with ``config`` (default: ``CNNConfig()``) and its metadata.
+
+    Loaded from the artifacts folder when an earlier run saved it; else trained now,
+    evaluated once on the test set, and saved there (an ``.npz`` file, no pickle).
+
+    Returns
+    -------
+    (Sequential, dict)
+        The model and the metadata saved with it: ``config``, ``history`` (as
+        :func:`dlfp.cnn.train_cnn` returns it), ``test_accuracy``, ``test_loss`` and
+        ``train_seconds``.
+    """
+    from . import cnn
+    from .frameworks.config import CNNConfig
+    from .io import load
+    from .recipes import load_mnist_for
+
+    config = CNNConfig() if config is None else config
+    path = artifact_path("dlfp-cnn", config)
+    if not path.is_file():
+        data = load_mnist_for(config)
+        start = time.perf_counter()
+        model, history = cnn.train_cnn(config, data, verbose=verbose)
+        seconds = time.perf_counter() - start
+        test_loss, test_accuracy = model.evaluate(
+            data.test.flat, data.test.labels, batch_size=1000
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(
+            path,
+            config=dataclasses.asdict(config),
+            history=history,
+            test_accuracy=test_accuracy,
+            test_loss=test_loss,
+            train_seconds=seconds,
+        )
+    model = load(path)
+    return model, model.metadata
+
+
+# --- Part III: the PyTorch and Keras CNNs ---------------------------------------------
+
+
+def save_record(kind: str, config: CNNConfig, record: dict) -> Path:
+    """Write a training run's record (history, test accuracy) as JSON, atomically."""
+    path = artifact_path(kind, config, ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"config": dataclasses.asdict(config), **record}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
+    with os.fdopen(fd, "w") as out:
+        json.dump(record, out, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def load_record(kind: str, config: CNNConfig) -> dict | None:
+    """The record a run with ``config`` saved, or None when there is none."""
+    path = artifact_path(kind, config, ".json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_run(
+    backend: Backend, config: CNNConfig, model, history: dict, test_accuracy: float
+):
+    """Keep a trained model and its record for later chapters.
+
+    ``backend`` is :mod:`dlfp.frameworks.torch_cnn` or :mod:`dlfp.frameworks.keras_cnn`
+    (any :class:`~dlfp.frameworks.backend.Backend`).
+    """
+    path = artifact_path(backend.NAME, config, backend.SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backend.save(model, path)
+    save_record(
+        backend.NAME, config, {"history": history, "test_accuracy": test_accuracy}
+    )
+
+
+def trained_run(backend: Backend, config: CNNConfig, *, verbose: bool = False):
+    """The model ``backend`` trained with ``config``, and its record.
+
+    Loaded from the artifacts folder when an earlier chapter saved it; else trained now,
+    evaluated once on the test set, and saved with :func:`save_run`.
+    """
+    from .recipes import load_mnist_for
+
+    path = artifact_path(backend.NAME, config, backend.SUFFIX)
+    if load_record(backend.NAME, config) is None or not path.exists():
+        data = load_mnist_for(config)
+        model, history = backend.train(config, data, verbose=verbose)
+        logits = backend.predict_logits(model, data.test.images)
+        accuracy = float((logits.argmax(axis=1) == data.test.labels).mean())
+        save_run(backend, config, model, history, accuracy)
+    return backend.load(path, config), load_record(backend.NAME, config)

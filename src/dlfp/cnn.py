@@ -5,8 +5,10 @@ also trains in PyTorch and Keras; :func:`cnn` builds it from the layers of
 :mod:`dlfp.conv`. :func:`train_cnn` trains it on the same augmented mini-batches
 (:class:`dlfp.frameworks.Batches`) with the same schedule
 (:func:`dlfp.frameworks.learning_rate`) and the same optimizer, AdamW, as the PyTorch
-version, so the two runs differ only in the arithmetic. :func:`trained_cnn` keeps the
-trained model in the artifacts folder for later chapters.
+version, so the two runs differ only in the arithmetic; each step is
+:func:`dlfp.train.train_step`, as in the MLP's ``fit``. :func:`trained_cnn` (defined in
+:mod:`dlfp.artifacts`, with every kept model) keeps the trained model in the artifacts
+folder for later chapters.
 
 The model takes rows of 784 pixels, like the perceptrons of Part II: its first layer,
 ``Reshape((1, 28, 28))``, views each row as a one-channel image. Everything that feeds
@@ -18,7 +20,6 @@ Nothing here imports PyTorch; the comparisons with it live in :mod:`dlfp.cnn_tor
 from __future__ import annotations
 
 import cProfile
-import dataclasses
 import math
 import pstats
 import time
@@ -28,25 +29,17 @@ import numpy as np
 
 from . import conv, optim
 from .activations import ReLU
-from .artifacts import artifacts_dir, fingerprint
+from .artifacts import trained_cnn
 from .data import MNIST
-from .frameworks import Batches, CNNConfig, learning_rate
-from .io import load
+from .frameworks.batches import Batches
+from .frameworks.config import CNNConfig, learning_rate
 from .layers import Dense, Dropout, Layer
 from .losses import softmax_cross_entropy
 from .model import Sequential
-from .recipes import DATA_SOURCES, load_mnist_for
-from .train import TrainingDivergedError
+from .recipes import load_mnist_for
+from .train import train_step
 
-__all__ = [
-    "cnn",
-    "AdamW",
-    "train_step",
-    "train_cnn",
-    "artifact_path",
-    "trained_cnn",
-    "profile_steps",
-]
+__all__ = ["cnn", "AdamW", "train_cnn", "trained_cnn", "profile_steps"]
 
 
 def cnn(
@@ -64,7 +57,7 @@ def cnn(
     """
     rng = np.random.default_rng(config.seed) if rng is None else rng
     weights = {"init": "he_uniform", "rng": rng, "dtype": dtype}
-    layers: list[Layer] = [conv.Reshape((1, 28, 28))]
+    layers: list[Layer] = [conv.Reshape((1, config.image_side, config.image_side))]
     c_in = 1
     for c_out in config.channels:  # one block per entry: conv, BN, ReLU, pool
         layers += [
@@ -80,7 +73,7 @@ def cnn(
         Dense(c_in * side * side, config.hidden, **weights),
         ReLU(),
         Dropout(config.dropout, rng=rng),
-        Dense(config.hidden, 10, init="glorot", rng=rng, dtype=dtype),
+        Dense(config.hidden, config.classes, init="glorot", rng=rng, dtype=dtype),
     ]
     return Sequential(layers)
 
@@ -130,28 +123,6 @@ class AdamW(optim.Adam):
         return f"AdamW(lr={self.lr}, weight_decay={self.decoupled_decay})"
 
 
-def train_step(
-    model: Sequential, optimizer: optim.Optimizer, X: np.ndarray, y: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """One step of mini-batch training: forward, loss, backward, update.
-
-    Returns the loss of the batch and the logits (computed before the update).
-    """
-    # A diverging run overflows before its loss turns non-finite; the check below
-    # reports it in one sentence, so NumPy's overflow warnings would be noise.
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = model.forward(X, training=True)
-        loss, dout = softmax_cross_entropy(out, y)
-    if not math.isfinite(loss):
-        raise TrainingDivergedError(
-            f"the loss became {loss} at learning rate {optimizer.lr:g}; training "
-            "diverged, so try a smaller learning rate."
-        )
-    model.backward(dout, input_grad=False)  # the data need no gradient
-    optimizer.step()
-    return loss, out
-
-
 def train_cnn(
     config: CNNConfig = CNNConfig(),
     data: MNIST | None = None,
@@ -196,7 +167,9 @@ def train_cnn(
             images, labels = batches.batch(epoch, i)
             optimizer.lr = learning_rate(epoch * len(batches) + i, total, config)
             X = images.reshape(len(images), -1).astype(dtype, copy=False)
-            loss, logits = train_step(model, optimizer, X, labels)
+            loss, logits = train_step(
+                model, softmax_cross_entropy, optimizer, X, labels
+            )
             history["step_loss"].append(loss)
             seen += len(labels)
             loss_sum += loss * len(labels)
@@ -223,59 +196,6 @@ def train_cnn(
     if bar is not None:
         bar.close()
     return model, history
-
-
-#: The modules whose code decides the trained CNN's numbers, and the packages.
-CNN_SOURCES = (
-    "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
-    "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
-    "frameworks/__init__.py",
-)  # fmt: skip
-CNN_PACKAGES = ("numpy",)
-
-
-def artifact_path(config: CNNConfig = CNNConfig()) -> Path:
-    """The file the dlfp CNN trained with ``config`` is kept in: its name hashes the
-    configuration, the code that builds and trains it, and NumPy's version."""
-    key = fingerprint(dataclasses.asdict(config), CNN_SOURCES, CNN_PACKAGES)
-    return artifacts_dir() / f"dlfp-cnn-{key}.npz"
-
-
-def trained_cnn(
-    config: CNNConfig = CNNConfig(), *, verbose: bool = False
-) -> tuple[Sequential, dict]:
-    """The dlfp CNN trained with ``config`` and its metadata.
-
-    Loaded from the artifacts folder when an earlier run saved it; else trained now,
-    evaluated once on the test set, and saved there (an ``.npz`` file, no pickle).
-
-    Returns
-    -------
-    (Sequential, dict)
-        The model and the metadata saved with it: ``config``, ``history`` (as
-        :func:`train_cnn` returns it), ``test_accuracy``, ``test_loss`` and
-        ``train_seconds``.
-    """
-    path = artifact_path(config)
-    if not path.is_file():
-        data = load_mnist_for(config)
-        start = time.perf_counter()
-        model, history = train_cnn(config, data, verbose=verbose)
-        seconds = time.perf_counter() - start
-        test_loss, test_accuracy = model.evaluate(
-            data.test.flat, data.test.labels, batch_size=1000
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(
-            path,
-            config=dataclasses.asdict(config),
-            history=history,
-            test_accuracy=test_accuracy,
-            test_loss=test_loss,
-            train_seconds=seconds,
-        )
-    model = load(path)
-    return model, model.metadata
 
 
 # --- Where the time goes --------------------------------------------------------------
@@ -371,11 +291,11 @@ def profile_steps(
     inputs = [batches.batch(0, i % len(batches)) for i in range(warmup + steps)]
     inputs = [(images.reshape(len(images), -1), labels) for images, labels in inputs]
     for X, y in inputs[:warmup]:
-        train_step(model, optimizer, X, y)
+        train_step(model, softmax_cross_entropy, optimizer, X, y)
     profiler = cProfile.Profile()
     profiler.enable()
     for X, y in inputs[warmup:]:
-        train_step(model, optimizer, X, y)
+        train_step(model, softmax_cross_entropy, optimizer, X, y)
     profiler.disable()
     owners = _method_owners()
     stats = pstats.Stats(profiler).stats

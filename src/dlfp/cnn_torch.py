@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cnn import AdamW, cnn, train_step
+from .cnn import AdamW, cnn
 from .conv import BatchNorm2D, Conv2D
 from .data import MNIST
-from .frameworks import Batches, CNNConfig, learning_rate
+from .frameworks.batches import Batches
+from .frameworks.config import CNNConfig, learning_rate
 from .layers import Dense, Dropout
+from .losses import softmax_cross_entropy
 from .model import Sequential
 from .recipes import load_mnist_for
+from .train import train_step
 
 if TYPE_CHECKING:
     import torch
@@ -185,7 +188,9 @@ def lockstep(
             for group in theirs.param_groups:
                 group["lr"] = rate
             X = images.reshape(len(images), -1).astype(dtype)
-            result["dlfp"].append(train_step(model, ours, X, labels)[0])
+            result["dlfp"].append(
+                train_step(model, softmax_cross_entropy, ours, X, labels)[0]
+            )
             result["torch"].append(_torch_step(net, theirs, X, labels))
             pairs = zip(model.parameters(), _trained_arrays(net), strict=True)
             result["max_param_diff"].append(
@@ -256,13 +261,13 @@ def speed_ratio(
     net.train()
     with _threads(threads):
         for X, y in rows[:warmup]:
-            train_step(model, ours, X, y)
+            train_step(model, softmax_cross_entropy, ours, X, y)
             _torch_step(net, theirs, X, y)
         for _ in range(rounds):
             time.sleep(pause)
             start = time.perf_counter()
             for X, y in rows:
-                train_step(model, ours, X, y)
+                train_step(model, softmax_cross_entropy, ours, X, y)
             times["dlfp"].append((time.perf_counter() - start) / steps)
             time.sleep(pause)
             start = time.perf_counter()

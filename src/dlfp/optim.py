@@ -1,4 +1,4 @@
-"""Optimizers behind one interface.
+"""Optimizers behind one interface, and the learning-rate schedules that drive them.
 
 The contract
 ------------
@@ -12,6 +12,13 @@ schedule can change it between steps.
 
 ``weight_decay`` is the L2 penalty (lambda / 2) ||W||^2 added to the loss: its gradient
 lambda W is added to the gradient of every decayed parameter before the update.
+
+Schedules
+---------
+Every learning-rate schedule of the book is here, each a function that returns
+``rate(t)``: :func:`cosine_schedule` (per epoch, the MLP's), :func:`warmup_schedule`
+(per step, eq. (8.8)) and :func:`warmup_cosine_schedule` (per step, the CNNs',
+eq. (18.7)).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ __all__ = [
     "Adam",
     "cosine_schedule",
     "warmup_schedule",
+    "warmup_cosine_schedule",
     "get",
 ]
 
@@ -204,7 +212,8 @@ def cosine_schedule(
 ) -> Callable[[int], float]:
     """A learning rate that falls from ``lr_max`` to ``lr_min`` along half a cosine.
 
-    Returns a function of the epoch (counted from 0) for :func:`dlfp.train.fit`.
+    Returns a function of the epoch (counted from 0) for :func:`dlfp.train.fit`: the
+    MLP's schedule. The CNNs' (:func:`warmup_cosine_schedule`) adds a warm-up.
     """
 
     def lr(epoch: int) -> float:
@@ -226,6 +235,48 @@ def warmup_schedule(lr: float, steps: int) -> Callable[[int], float]:
 
     def rate(step: int) -> float:
         return lr * min(1.0, (step + 1) / steps)  # eq. (8.8)
+
+    return rate
+
+
+def warmup_cosine_schedule(
+    lr: float, total_steps: int, warmup: float
+) -> Callable[[int], float]:
+    """The CNNs' rate: a linear warm-up from 0, then half a cosine to 0: eq. (18.7).
+
+    The warm-up lasts ``max(1, round(warmup * total_steps))`` steps; the rate peaks at
+    ``lr`` when it ends and reaches 0 at step ``total_steps`` (and stays there).
+
+    Parameters
+    ----------
+    lr : float
+        The peak rate.
+    total_steps : int
+        Optimizer steps in the whole run.
+    warmup : float
+        The fraction of the steps spent warming up.
+
+    Returns
+    -------
+    callable
+        ``rate(step) -> float`` for the step counted from 0; set ``optimizer.lr`` from
+        it before every step (:func:`dlfp.frameworks.learning_rate` is its value for a
+        :class:`~dlfp.frameworks.CNNConfig`).
+
+    Notes
+    -----
+    The cosine is that of :func:`cosine_schedule`, over steps instead of epochs, but
+    each function keeps its own order of floating-point operations (pi * (j / T) here,
+    (pi * j) / E there), which can differ in the last bit: the book's numbers were
+    computed with them.
+    """
+    warm = max(1, round(warmup * total_steps))
+
+    def rate(step: int) -> float:
+        if step < warm:
+            return lr * step / warm  # eq. (18.7), warm-up
+        progress = (step - warm) / max(1, total_steps - warm)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # eq. (18.7)
 
     return rate
 

@@ -11,35 +11,26 @@ says where they cannot (dropout and augmentation pay off over long runs).
 
 Trained models are kept in an *artifacts* folder so that a later chapter can look
 inside the network an earlier chapter trained without training it again: the folder
-named by ``DLFP_ARTIFACTS``, else ``~/.cache/dlfp/artifacts`` (:mod:`dlfp.artifacts`),
-under a name that changes with the configuration, the code and the package versions.
+named by ``DLFP_ARTIFACTS``, else ``~/.cache/dlfp/artifacts``, under a name that changes
+with the configuration, the code and the package versions. :mod:`dlfp.artifacts` does
+that for every kept model; :func:`save_trained` and :func:`trained_mlp` are its MLP
+functions, importable from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import __version__, optim
-from .artifacts import artifacts_dir, fingerprint
+from . import artifacts, optim
+from .artifacts import save_trained, trained_mlp
 from .data import MNIST, load_mnist, random_shift
-from .io import load
 from .model import Sequential, mlp
 from .train import History, fit
 
-__all__ = [
-    "MLPConfig",
-    "load_mnist_for",
-    "artifacts_dir",
-    "artifact_path",
-    "train_mlp",
-    "save_trained",
-    "trained_mlp",
-]
+__all__ = ["MLPConfig", "load_mnist_for", "train_mlp", "save_trained", "trained_mlp"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +52,7 @@ class MLPConfig:
     def key(self) -> str:
         """A short hash of the configuration, the code that trains it and the versions
         of the packages that compute it: the name of the file the model is kept in."""
-        return fingerprint(
-            {**dataclasses.asdict(self), "dlfp": __version__}, MLP_SOURCES, MLP_PACKAGES
-        )
+        return artifacts.key("mlp", self)
 
 
 def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
@@ -83,20 +72,6 @@ def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
         seed=recipe.seed,
         folder=folder,
     )
-
-
-#: The data code (the :mod:`dlfp.data` package), part of every trained model's key.
-DATA_SOURCES = (
-    "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
-    "data/augment.py",
-)  # fmt: skip
-
-#: The modules whose code decides the trained MLP's numbers, and the packages.
-MLP_SOURCES = (
-    "recipes.py", "train.py", "model.py", "io.py", "registry.py", "layers.py",
-    "activations.py", "init.py", "optim.py", "losses.py", *DATA_SOURCES,
-)  # fmt: skip
-MLP_PACKAGES = ("numpy",)
 
 
 def train_mlp(
@@ -153,35 +128,3 @@ def train_mlp(
         verbose=verbose,
     )
     return model, history
-
-
-def artifact_path(config: MLPConfig) -> Path:
-    """The file the model trained with ``config`` is kept in."""
-    return artifacts_dir() / f"mlp-{config.key()}.npz"
-
-
-def save_trained(model: Sequential, config: MLPConfig, history: History) -> Path:
-    """Keep a trained model, with its configuration and history, for later chapters."""
-    path = artifact_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return model.save(
-        path, config=dataclasses.asdict(config), history=history.as_dict()
-    )
-
-
-def trained_mlp(config: MLPConfig = MLPConfig(), *, verbose: bool = False):
-    """The model trained with ``config``: loaded from the artifacts folder when an
-    earlier run saved it, else trained now and saved there.
-
-    Returns
-    -------
-    (Sequential, dict)
-        The model and the metadata saved with it: ``config`` and ``history`` (the
-        :class:`~dlfp.train.History` as a dict of lists).
-    """
-    path = artifact_path(config)
-    if not path.is_file():
-        model, history = train_mlp(config, verbose=verbose)
-        save_trained(model, config, history)
-    model = load(path)
-    return model, model.metadata

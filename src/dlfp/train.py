@@ -2,8 +2,10 @@
 
 One epoch visits every training example once, in an order drawn from the
 ``numpy.random.Generator`` passed in, so the same seed gives the same batches and the
-same numbers on every machine. Each step is: forward pass, loss and its gradient,
-backward pass, optimizer step (the loop of the chapter on training).
+same numbers on every machine. Each step is :func:`train_step`: forward pass, loss and
+its gradient, backward pass, optimizer step. :func:`fit` runs the epochs of steps and
+keeps the :class:`History`; the CNN of Part III and the benchmarks call
+:func:`train_step` directly.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from .losses import softmax_cross_entropy
 from .model import Sequential
 from .optim import Optimizer
 
-__all__ = ["History", "TrainingDivergedError", "fit", "batches"]
+__all__ = ["History", "TrainingDivergedError", "train_step", "fit", "batches"]
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite during training; ``loss`` holds its value."""
+
+    def __init__(self, message: str, *, loss: float = math.nan):
+        super().__init__(message)
+        self.loss = loss
 
 
 @dataclass
@@ -58,6 +64,56 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None):
     order = np.arange(n) if rng is None else rng.permutation(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def train_step(
+    model: Sequential,
+    loss: Callable,
+    optimizer: Optimizer,
+    X: np.ndarray,
+    y: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """One step of mini-batch gradient descent: forward, loss, backward, update.
+
+    Parameters
+    ----------
+    model : Sequential
+        Updated in place.
+    loss : callable
+        ``loss(output, y) -> (value, d_output)``, e.g.
+        :func:`~dlfp.losses.softmax_cross_entropy`.
+    optimizer : Optimizer
+        Built from ``model.parameters()``; its ``lr`` is the rate of this step.
+    X : ndarray, shape (B, d) (or the model's input shape)
+        The mini-batch, already in the model's dtype.
+    y : ndarray, shape (B,) or (B, n_out)
+        Its labels or targets.
+
+    Returns
+    -------
+    (float, ndarray)
+        The loss of the batch and the model's output, shape (B, n_out), both computed
+        in training mode before the update.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss is NaN or infinite; the model is left as it was before the step.
+    """
+    # A diverging run overflows before its loss turns non-finite; the check below
+    # reports that clearly, so NumPy's overflow warnings would be noise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = model.forward(X, training=True)
+        value, dout = loss(out, y)
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"the loss became {value} at learning rate {optimizer.lr:g}; training "
+            "diverged, so try a smaller learning rate.",
+            loss=value,
+        )
+    model.backward(dout, input_grad=False)  # dL/dX of the data: not needed
+    optimizer.step()
+    return value, out
 
 
 def fit(
@@ -137,24 +193,14 @@ def fit(
         X_val, y_val = validation
         X_val = model.check_inputs(X_val, y_val if classification else None)
     if patience is not None:
-        if validation is None:
-            raise ValueError(
-                "early stopping watches the validation loss; pass "
-                "validation=(X_val, y_val) or leave patience unset."
-            )
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}.")
+        _check_patience(patience, validation)
         # Every array the model keeps (weights, biases, batch-norm statistics).
         state = [a for layer in model.layers for a in layer.params.values()]
         best_loss, best_state, waited = math.inf, None, 0
     history = History()
     n = len(X)
     steps_per_epoch = math.ceil(n / batch_size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs * steps_per_epoch, unit="batch", leave=False)
+    bar = _progress_bar(epochs * steps_per_epoch, progress)
     for epoch in range(epochs):
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(epoch))
@@ -164,29 +210,19 @@ def fit(
             Xb, yb = X[idx], y[idx]
             if augment is not None:
                 Xb = augment(Xb, rng)
-            # A diverging run overflows before its loss turns non-finite; the check
-            # below reports that clearly, so NumPy's overflow warnings would be noise.
-            with np.errstate(over="ignore", invalid="ignore"):
-                out = model.forward(Xb, training=True)
-                value, dout = loss(out, yb)
-            if not math.isfinite(value):
-                if bar is not None:
-                    bar.close()
-                raise TrainingDivergedError(
-                    f"the loss became {value} in epoch {epoch + 1} (mini-batch "
-                    f"{step + 1} of {steps_per_epoch}) at learning rate "
-                    f"{optimizer.lr:g}; training diverged, so try a smaller learning "
-                    "rate."
-                )
-            model.backward(dout, input_grad=False)  # dL/dX of the data: not needed
-            optimizer.step()
+            try:
+                value, out = train_step(model, loss, optimizer, Xb, yb)
+            except TrainingDivergedError as error:
+                bar.close()
+                raise _diverged(
+                    error, optimizer.lr, epoch, step, steps_per_epoch
+                ) from None
             history.step_loss.append(value)
             total += value * len(idx)
             if classification:
                 correct += int((out.argmax(axis=1) == yb).sum())
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", refresh=False)
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", refresh=False)
         history.epoch.append(epoch + 1)
         history.loss.append(total / n)
         history.accuracy.append(correct / n if classification else math.nan)
@@ -199,14 +235,7 @@ def fit(
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
         if verbose:
-            line = f"epoch {epoch + 1:>3}/{epochs}  loss {total / n:.4f}"
-            if classification:
-                line += f"  acc {correct / n:.4f}"
-            if validation is not None:
-                line += f"  val_loss {history.val_loss[-1]:.4f}"
-                if classification:
-                    line += f"  val_acc {history.val_accuracy[-1]:.4f}"
-            print(line + f"  ({history.seconds[-1]:.1f}s)")
+            print(_epoch_line(history, epochs, classification))
         # Early stopping, eq. (10.6): remember the best weights, stop after patience.
         if patience is not None:
             if history.val_loss[-1] < best_loss:
@@ -217,9 +246,67 @@ def fit(
                 waited += 1
                 if waited >= patience:
                     break
-    if bar is not None:
-        bar.close()
+    bar.close()
     if patience is not None and best_state is not None:
         for array, best in zip(state, best_state, strict=True):
             array[...] = best  # in place: the optimizer holds these arrays
     return history
+
+
+def _check_patience(patience, validation) -> None:
+    """Refuse early stopping without a validation set, or with a patience below 1."""
+    if validation is None:
+        raise ValueError(
+            "early stopping watches the validation loss; pass "
+            "validation=(X_val, y_val) or leave patience unset."
+        )
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be a positive integer, got {patience!r}.")
+
+
+class _NoBar:
+    """What ``fit`` calls on its progress bar, doing nothing: no bar was asked for."""
+
+    def update(self) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool):
+    """A tqdm bar over ``total`` mini-batches when ``show`` is true (tqdm is imported
+    only then), else a bar that does nothing."""
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="batch", leave=False)
+
+
+def _diverged(
+    error: TrainingDivergedError, lr: float, epoch: int, step: int, steps: int
+) -> TrainingDivergedError:
+    """``error`` again, its message naming the epoch and mini-batch it happened in."""
+    return TrainingDivergedError(
+        f"the loss became {error.loss} in epoch {epoch + 1} (mini-batch "
+        f"{step + 1} of {steps}) at learning rate {lr:g}; training "
+        "diverged, so try a smaller learning rate.",
+        loss=error.loss,
+    )
+
+
+def _epoch_line(history: History, epochs: int, classification: bool) -> str:
+    """The line ``fit(verbose=True)`` prints after each epoch."""
+    epoch = history.epoch[-1]
+    line = f"epoch {epoch:>3}/{epochs}  loss {history.loss[-1]:.4f}"
+    if classification:
+        line += f"  acc {history.accuracy[-1]:.4f}"
+    if history.val_loss:
+        line += f"  val_loss {history.val_loss[-1]:.4f}"
+        if classification:
+            line += f"  val_acc {history.val_accuracy[-1]:.4f}"
+    return line + f"  ({history.seconds[-1]:.1f}s)"

@@ -4,12 +4,12 @@ The same architecture, initialisation, optimizer, schedule, batches and augmenta
 :mod:`dlfp.frameworks.torch_cnn`, written the Keras way: a functional model, ``compile``
 and ``fit``, fed each epoch's batches as NumPy arrays. Keras stores images
 channels-last, (N, 28, 28, 1), where PyTorch uses (N, 1, 28, 28). TensorFlow uses a GPU
-when it sees one.
+when it sees one. The module is a :class:`~dlfp.frameworks.backend.Backend`, as the
+PyTorch one is.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -21,15 +21,36 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from ..artifacts import trained_run  # noqa: E402
 from ..data import MNIST  # noqa: E402
 from ..recipes import load_mnist_for  # noqa: E402
-from . import Batches, CNNConfig, learning_rate, trained_run  # noqa: E402
+from . import backend  # noqa: E402
+from .batches import Batches  # noqa: E402
+from .config import CNNConfig, learning_rate  # noqa: E402
 
-__all__ = ["build_model", "train", "predict_logits", "save", "load"]
+__all__ = [
+    "build_model",
+    "Schedule",
+    "EpochTimer",
+    "train",
+    "predict_logits",
+    "save",
+    "load",
+    "export_saved_model",
+    "run_saved_model",
+    "export_onnx",
+    "run_onnx",
+    "trained",
+    "NAME",
+    "SUFFIX",
+]
+
+#: The side of the square images, in pixels (MNIST's: 28).
+SIDE = CNNConfig.image_side
 
 
 def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
-    """Convolution blocks and a classifier; input (N, 28, 28, 1), logits out."""
+    """Convolution blocks and a classifier; input (N, 28, 28, 1), logits (N, 10) out."""
 
     def block(x, filters):
         x = layers.Conv2D(
@@ -40,7 +61,7 @@ def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
         x = layers.ReLU()(x)
         return layers.MaxPooling2D(2)(x)
 
-    inputs = keras.Input(shape=(28, 28, 1))
+    inputs = keras.Input(shape=(config.image_side, config.image_side, 1))
     x = inputs
     for filters in config.channels:  # one block per entry
         x = block(x, filters)
@@ -49,7 +70,7 @@ def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
         x
     )
     x = layers.Dropout(config.dropout)(x)
-    outputs = layers.Dense(10, kernel_initializer="glorot_uniform")(x)
+    outputs = layers.Dense(config.classes, kernel_initializer="glorot_uniform")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -208,7 +229,7 @@ def export_onnx(model: keras.Model, path: str | Path) -> Path:
                 format="onnx",
                 verbose=False,
                 # Given, not inferred: a model loaded from a file has not been called.
-                input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+                input_signature=[tf.TensorSpec([None, SIDE, SIDE, 1], tf.float32)],
             )
     finally:
         quiet.setLevel(level)
@@ -228,11 +249,11 @@ def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
 
 # --- Training once, for several chapters ----------------------------------------------
 
-# How this module's runs are filed in the artifacts folder.
-NAME, SUFFIX = "keras", ".keras"
+# How this module's runs are filed in the artifacts folder (dlfp.artifacts).
+NAME, SUFFIX = "keras-cnn", ".keras"
 
 
 def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
     """The model trained with ``config`` and its record (history, test accuracy):
     loaded when an earlier chapter saved it, else trained, evaluated and saved now."""
-    return trained_run(sys.modules[__name__], config, verbose=verbose)
+    return trained_run(backend.get(NAME), config, verbose=verbose)

@@ -1,11 +1,12 @@
-"""The book's CNN in PyTorch: model, training loop, evaluation, saving.
+"""The book's CNN in PyTorch: model, training loop, evaluation, saving, export.
 
-Runs on a GPU when PyTorch sees one, else on the CPU; :func:`device` decides.
+Runs on a GPU when PyTorch sees one, else on the CPU; :func:`device` decides. The module
+is a :class:`~dlfp.frameworks.backend.Backend`: code that takes either framework's
+module calls only what that protocol lists.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -13,10 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..artifacts import trained_run
 from ..data import MNIST
 from ..recipes import load_mnist_for
 from ..threads import requested_threads
-from . import Batches, CNNConfig, learning_rate, trained_run
+from . import backend
+from .batches import Batches
+from .config import CNNConfig, learning_rate
 
 if (_threads := requested_threads()) is not None:  # DLFP_THREADS caps both pools
     torch.set_num_threads(_threads)
@@ -25,7 +29,25 @@ if (_threads := requested_threads()) is not None:  # DLFP_THREADS caps both pool
     except RuntimeError:  # only possible before PyTorch's first parallel work
         pass
 
-__all__ = ["CNN", "device", "train", "predict_logits", "save", "load"]
+__all__ = [
+    "CNN",
+    "device",
+    "train",
+    "evaluate",
+    "predict_logits",
+    "save",
+    "load",
+    "export_program",
+    "run_program",
+    "export_onnx",
+    "run_onnx",
+    "trained",
+    "NAME",
+    "SUFFIX",
+]
+
+#: The side of the square images, in pixels (MNIST's: 28).
+SIDE = CNNConfig.image_side
 
 
 def device() -> torch.device:
@@ -34,7 +56,7 @@ def device() -> torch.device:
 
 
 class CNN(nn.Module):
-    """Convolution blocks and a classifier; input (N, 1, 28, 28), logits out."""
+    """Convolution blocks and a classifier; input (N, 1, 28, 28), logits (N, 10) out."""
 
     def __init__(self, config: CNNConfig = CNNConfig()):
         super().__init__()
@@ -54,7 +76,7 @@ class CNN(nn.Module):
             nn.Linear(c_in * side * side, config.hidden),
             nn.ReLU(),
             nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, 10),
+            nn.Linear(config.hidden, config.classes),
         )
         for m in self.modules():  # the same initialisation as the Keras model
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -69,7 +91,7 @@ class CNN(nn.Module):
 
 def _tensor(images: np.ndarray, dev: torch.device) -> torch.Tensor:
     # Logically NCHW, stored channels-last (NHWC), as the fast CPU convolutions want it.
-    x = torch.from_numpy(images).reshape(-1, 1, 28, 28).to(dev)
+    x = torch.from_numpy(images).reshape(-1, 1, SIDE, SIDE).to(dev)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -172,7 +194,7 @@ def load(path: str | Path, config: CNNConfig = CNNConfig()) -> CNN:
 
 
 def _example(batch: int = 2) -> torch.Tensor:
-    return torch.zeros(batch, 1, 28, 28)
+    return torch.zeros(batch, 1, SIDE, SIDE)
 
 
 def export_program(model: nn.Module, path: str | Path) -> Path:
@@ -233,20 +255,17 @@ def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
         str(path), providers=["CPUExecutionProvider"]
     )
     name = session.get_inputs()[0].name
-    return session.run(None, {name: images.reshape(-1, 1, 28, 28).astype(np.float32)})[
-        0
-    ]
+    x = images.reshape(-1, 1, SIDE, SIDE).astype(np.float32)
+    return session.run(None, {name: x})[0]
 
 
 # --- Training once, for several chapters ----------------------------------------------
 
-NAME, SUFFIX = (
-    "torch",
-    ".pt",
-)  # how this module's runs are filed in the artifacts folder
+# How this module's runs are filed in the artifacts folder (dlfp.artifacts).
+NAME, SUFFIX = "torch-cnn", ".pt"
 
 
 def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
     """The model trained with ``config`` and its record (history, test accuracy):
     loaded when an earlier chapter saved it, else trained, evaluated and saved now."""
-    return trained_run(sys.modules[__name__], config, verbose=verbose)
+    return trained_run(backend.get(NAME), config, verbose=verbose)
