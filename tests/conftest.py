@@ -3,10 +3,15 @@
 ``--book-dir=PATH`` points the ``book``-marked tests at a built HTML book; without
 it they are skipped, so the unit tests run on their own. The README's test command
 builds the book and then runs them with the option set.
+
+Tests marked ``mnist`` read the real MNIST files from :func:`dlfp.data.data_dir`
+(``$DLFP_DATA_DIR``); where the files are absent they skip and say so, or fail when
+``DLFP_REQUIRE_MNIST=1`` (CI sets it, so that no test there skips for want of data).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +59,32 @@ def book_pdf(request) -> Path:
             f"{path} does not exist; build it with 'make pdf' first."
         )
     return path
+
+
+def mnist_missing() -> str | None:
+    """Why the real MNIST files cannot be read here, or None when they can."""
+    from dlfp.data import MNIST_FILES, data_dir
+
+    folder = data_dir()
+    missing = [
+        name
+        for name in MNIST_FILES
+        if not any((folder / f"{name}{ext}").is_file() for ext in (".gz", ""))
+    ]
+    if not missing:
+        return None
+    return (
+        f"needs the MNIST files, and {', '.join(missing)} are not in {folder}: point "
+        "DLFP_DATA_DIR at a folder that holds them (or load MNIST once online)"
+    )
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("mnist") is None:
+        return
+    why = mnist_missing()
+    if why is None:
+        return
+    if os.environ.get("DLFP_REQUIRE_MNIST") == "1":
+        pytest.fail(f"DLFP_REQUIRE_MNIST=1, but this test {why}", pytrace=False)
+    pytest.skip(why)

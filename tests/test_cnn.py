@@ -88,6 +88,7 @@ def test_adamw_can_decay_weights_only():
     np.testing.assert_array_equal(value, np.ones(3))
 
 
+@pytest.mark.mnist
 def test_training_is_reproducible_and_learns(tiny_data):
     model, history = train_cnn(TINY, tiny_data)
     _, again = train_cnn(TINY, tiny_data)
@@ -97,6 +98,7 @@ def test_training_is_reproducible_and_learns(tiny_data):
     assert history["val_accuracy"][0] > 0.5  # ten classes: chance is 0.1
 
 
+@pytest.mark.mnist
 def test_the_trained_cnn_is_kept_for_later_chapters(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     model, metadata = trained_cnn(TINY)
@@ -113,6 +115,7 @@ def test_the_trained_cnn_is_kept_for_later_chapters(tmp_path, monkeypatch, tiny_
     assert not np.all(again.layers[2].params["running_var"] == 1)  # statistics kept
 
 
+@pytest.mark.mnist
 def test_the_profile_names_products_and_copies(tiny_data):
     rows = profile_steps(TINY, tiny_data, steps=2, warmup=1)
     labels = {row["label"]: row for row in rows}
@@ -129,6 +132,7 @@ def test_the_profile_names_products_and_copies(tiny_data):
 # --- Against PyTorch ------------------------------------------------------------------
 
 
+@pytest.mark.mnist
 def test_copied_weights_give_pytorchs_outputs(tiny_data):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     from dlfp.cnn_torch import copy_from_torch
@@ -155,6 +159,7 @@ def test_copied_weights_give_pytorchs_outputs(tiny_data):
         (np.float32, 20, 1e-2),
     ],
 )
+@pytest.mark.mnist
 def test_lockstep_with_pytorch(tiny_data, dtype, steps, rtol):
     pytest.importorskip("torch", reason="PyTorch is not installed")
     from dlfp.cnn_torch import lockstep
@@ -169,6 +174,7 @@ def test_lockstep_with_pytorch(tiny_data, dtype, steps, rtol):
         assert result["max_param_diff"][-1] < 1e-10
 
 
+@pytest.mark.mnist
 def test_speed_ratio_times_both_in_one_process(tiny_data):
     pytest.importorskip("torch", reason="PyTorch is not installed")
     from dlfp.cnn_torch import speed_ratio
@@ -183,6 +189,7 @@ def test_speed_ratio_times_both_in_one_process(tiny_data):
 # --- The accuracy the book claims -----------------------------------------------------
 
 
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_the_book_cnn_reaches_its_claim():
     """The full recipe, as in the chapter (minutes on two cores), against the claim the
@@ -200,6 +207,7 @@ def test_the_book_cnn_reaches_its_claim():
 # --- The command line ---------------------------------------------------------------
 
 
+@pytest.mark.mnist
 def test_train_cnn_and_evaluate_on_the_command_line(tmp_path, capsys):
     from dlfp.cli import main
     from dlfp.model import load

@@ -106,6 +106,7 @@ def test_rows_on_different_devices_are_never_compared():
         compare.paired_ratio(cpu_torch, gpu_tf)
 
 
+@pytest.mark.mnist
 def test_the_experiment_refuses_mixed_devices_before_running(tiny_data):
     plan = dataclasses.replace(QUICK, torch_device="cuda")
     with pytest.raises(compare.DeviceMismatchError, match="different devices"):
@@ -167,6 +168,7 @@ def test_seed_accuracy_summarises_each_framework(tmp_path):
 # --- The experiment, on a tiny configuration ----------------------------------------
 
 
+@pytest.mark.mnist
 def test_training_rows_are_timed_interleaved_and_record_their_settings(
     tiny_data, keras_cnn
 ):
@@ -201,6 +203,7 @@ def test_training_rows_are_timed_interleaved_and_record_their_settings(
     assert "3 steps per execution" in text and "× default" in text
 
 
+@pytest.mark.mnist
 def test_a_setting_that_fails_becomes_an_unavailable_row(tiny_data, monkeypatch):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler found\nmore detail")
@@ -223,6 +226,7 @@ def test_a_setting_that_fails_becomes_an_unavailable_row(tiny_data, monkeypatch)
     assert compare.fastest(rows, "PyTorch", "training") in rows[:2]
 
 
+@pytest.mark.mnist
 def test_inference_rows_compute_the_same_logits(tiny_data, keras_cnn):
     torch.manual_seed(0)
     torch_model = torch_cnn.CNN(TINY).eval()
@@ -239,6 +243,7 @@ def test_inference_rows_compute_the_same_logits(tiny_data, keras_cnn):
     assert best.framework == "TensorFlow" and best.setting.role != "onnx"
 
 
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_every_setting_runs_or_says_why(tiny_data, keras_cnn):
     """The full list of settings (compilers, ONNX export), on the tiny network."""
@@ -263,6 +268,7 @@ def test_every_setting_runs_or_says_why(tiny_data, keras_cnn):
 # --- The experiment trains what the chapters train ----------------------------------
 
 
+@pytest.mark.mnist
 def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(tiny_data):
     model, _ = torch_cnn.train(TINY, tiny_data, dev=torch.device("cpu"))
     batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
@@ -273,6 +279,7 @@ def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(tiny_data):
         assert torch.equal(value, trainer.model.state_dict()[key]), key
 
 
+@pytest.mark.mnist
 def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(tiny_data, keras_cnn):
     model, _ = keras_cnn.train(TINY, tiny_data)
     batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
@@ -283,6 +290,7 @@ def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(tiny_data, keras_
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
+@pytest.mark.mnist
 def test_the_dlfp_row_trains_exactly_as_train_cnn(tiny_data):
     from dlfp.cnn import train_cnn
 
@@ -296,6 +304,7 @@ def test_the_dlfp_row_trains_exactly_as_train_cnn(tiny_data):
         np.testing.assert_array_equal(ours.value, theirs.value)
 
 
+@pytest.mark.mnist
 def test_the_dlfp_row_joins_the_same_rounds_on_the_cpu_only(tiny_data):
     settings = [
         s

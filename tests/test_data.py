@@ -404,6 +404,7 @@ def test_checksum_table_matches_shared_readme():
     assert published == mnist.MNIST_FILES
 
 
+@pytest.mark.mnist
 def test_real_mnist():
     data = load_mnist(validation_size=5000, seed=0)
     assert data.train.images.shape == (55000, 28, 28)
@@ -413,3 +414,38 @@ def test_real_mnist():
     assert full.train.labels[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]
     assert full.test.labels[:8].tolist() == [7, 2, 1, 0, 4, 1, 4, 9]
     assert np.bincount(full.train.labels).tolist()[:3] == [5923, 6742, 5958]
+
+
+# --- The mnist marker: skip, saying why, where the files are absent -------------------
+
+
+class _Item:
+    """The part of a pytest item that the marker's hook reads."""
+
+    def __init__(self, marked: bool):
+        self.marked = marked
+
+    def get_closest_marker(self, name):
+        return object() if self.marked and name == "mnist" else None
+
+
+def test_the_mnist_marker_skips_with_the_reason_where_the_files_are_absent(
+    tmp_path, monkeypatch
+):
+    from . import conftest
+
+    monkeypatch.setenv("DLFP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DLFP_REQUIRE_MNIST", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="DLFP_DATA_DIR") as skipped:
+        conftest.pytest_runtest_setup(_Item(marked=True))
+    assert str(tmp_path) in str(skipped.value)
+    conftest.pytest_runtest_setup(_Item(marked=False))  # unmarked tests run anyway
+
+    monkeypatch.setenv("DLFP_REQUIRE_MNIST", "1")
+    with pytest.raises(pytest.fail.Exception, match="DLFP_REQUIRE_MNIST=1"):
+        conftest.pytest_runtest_setup(_Item(marked=True))
+
+    for name in mnist.MNIST_FILES:  # present, compressed or not: the test runs
+        (tmp_path / f"{name}.gz").touch()
+    assert conftest.mnist_missing() is None
+    conftest.pytest_runtest_setup(_Item(marked=True))

@@ -147,6 +147,7 @@ def test_the_keras_module_is_a_backend(keras_cnn):
     assert backend.get(keras_cnn.NAME) is keras_cnn
 
 
+@pytest.mark.mnist
 def test_batches_are_identical_arrays_in_any_order(small_data):
     X, y = small_data.train
     a, b = Batches(X, y, SMALL), Batches(X, y, SMALL)
@@ -204,6 +205,7 @@ def test_torch_loss_falls_on_a_small_batch(torch, torch_cnn):
     assert losses[-1] < 0.2 * losses[0], losses
 
 
+@pytest.mark.mnist
 def test_torch_training_is_deterministic(torch, torch_cnn, small_data):
     m1, h1 = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
     m2, h2 = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
@@ -212,6 +214,7 @@ def test_torch_training_is_deterministic(torch, torch_cnn, small_data):
         assert torch.equal(a, b)
 
 
+@pytest.mark.mnist
 def test_torch_save_load_and_exports(torch, torch_cnn, tmp_path, small_data):
     model, _ = torch_cnn.train(SMALL, small_data, dev=torch.device("cpu"))
     images = small_data.test.images[:50]
@@ -230,6 +233,7 @@ def test_torch_save_load_and_exports(torch, torch_cnn, tmp_path, small_data):
     np.testing.assert_allclose(torch_cnn.run_onnx(onnx, images), expected, atol=1e-4)
 
 
+@pytest.mark.mnist
 def test_trained_run_is_saved_and_reloaded(torch, torch_cnn, tmp_path, monkeypatch):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     model, record = torch_cnn.trained(SMALL)
@@ -287,6 +291,7 @@ def test_keras_loss_falls_on_a_small_batch(keras_cnn):
     assert losses[-1] < 0.2 * losses[0], losses
 
 
+@pytest.mark.mnist
 def test_keras_training_is_deterministic_and_exports(keras_cnn, small_data, tmp_path):
     m1, h1 = keras_cnn.train(SMALL, small_data)
     m2, h2 = keras_cnn.train(SMALL, small_data)
@@ -314,6 +319,7 @@ def mnist():
     return load_mnist(validation_size=config.validation_size, seed=config.seed)
 
 
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_torch_cnn_reaches_its_claim(torch_cnn, mnist):
     model, _ = torch_cnn.train(CNNConfig(), mnist)
@@ -322,6 +328,7 @@ def test_torch_cnn_reaches_its_claim(torch_cnn, mnist):
     check_claim(claim_for("torch"), accuracy, load_runs("torch"))
 
 
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_keras_cnn_reaches_its_claim(keras_cnn, mnist):
     model, _ = keras_cnn.train(CNNConfig(), mnist)

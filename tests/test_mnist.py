@@ -23,6 +23,7 @@ def mnist():
     return load_mnist(validation_size=5000, seed=0)
 
 
+@pytest.mark.mnist
 def test_a_recipe_gets_the_split_it_names():
     config = MLPConfig(subset=2000, validation_size=500, seed=3)
     data = load_mnist_for(config)
@@ -52,6 +53,7 @@ def test_random_shift_moves_whole_images():
     assert not np.array_equal(shifted, random_shift(X, np.random.default_rng(2)))
 
 
+@pytest.mark.mnist
 def test_recipe_is_reproducible(mnist):
     small = load_mnist(validation_size=500, subset=3000, seed=0)
     m1, h1 = train_mlp(TINY)
@@ -63,6 +65,7 @@ def test_recipe_is_reproducible(mnist):
     )
 
 
+@pytest.mark.mnist
 def test_trained_model_is_kept_for_later_chapters(tmp_path, monkeypatch):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     model, metadata = trained_mlp(TINY)
@@ -88,6 +91,7 @@ def test_trained_model_is_kept_for_later_chapters(tmp_path, monkeypatch):
         (np.float32, [784, 64, 10], 1280, 1e-5, None),
     ],
 )
+@pytest.mark.mnist
 def test_lockstep_with_pytorch(mnist, dtype, widths, n, rtol, weight_tol):
     pytest.importorskip("torch", reason="PyTorch is not installed")
     from dlfp.torch_reference import lockstep
@@ -111,6 +115,7 @@ def test_lockstep_with_pytorch(mnist, dtype, widths, n, rtol, weight_tol):
         assert result["max_weight_diff"][-1] < weight_tol
 
 
+@pytest.mark.mnist
 def test_torch_copy_has_the_same_outputs(mnist):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     from dlfp.torch_reference import to_torch
@@ -126,6 +131,7 @@ def test_torch_copy_has_the_same_outputs(mnist):
 # --- The command line ---------------------------------------------------------------
 
 
+@pytest.mark.mnist
 def test_train_and_evaluate_on_the_command_line(tmp_path, capsys):
     path = tmp_path / "small.npz"
     args = "train mlp --epochs 5 --lr 0.003 --hidden 32 --subset 3000 --dropout 0"
@@ -190,6 +196,7 @@ def test_console_script_is_installed():
 # --- The accuracy the book claims ---------------------------------------------------
 
 
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_the_book_mlp_reaches_its_claim(mnist):
     """The full recipe, as in the chapter (about two minutes on two cores), against

@@ -88,6 +88,7 @@ TINY = recipes.MLPConfig(
 )
 
 
+@pytest.mark.mnist
 def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkeypatch):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path / "artifacts"))
     trained = []

@@ -54,6 +54,9 @@ from ..threads import available_cores, requested_threads
 from .batches import Batches
 from .config import CNNConfig, learning_rate
 
+#: The side of the square images, in pixels (MNIST's: 28).
+SIDE = CNNConfig.image_side
+
 __all__ = [
     "FRAMEWORKS",
     "PYTORCH",
@@ -641,7 +644,7 @@ class _TorchTrainer:
             self.model.train()
             seen, loss_sum, correct = 0, 0.0, 0
             for i in range(0, len(labels), size):
-                x = torch.from_numpy(images[i : i + size]).reshape(-1, 1, 28, 28)
+                x = torch.from_numpy(images[i : i + size]).reshape(-1, 1, SIDE, SIDE)
                 x = x.to(self.dev).contiguous(memory_format=self.layout)
                 y = torch.from_numpy(labels[i : i + size]).to(self.dev)
                 logits = self.forward(x)
@@ -737,7 +740,7 @@ class _DlfpTrainer:
         seen, loss_sum, correct = 0, 0.0, 0
         with _blas_threads(self.threads["blas"]):
             for i in range(0, len(labels), size):
-                X = images[i : i + size].reshape(-1, 28 * 28)
+                X = images[i : i + size].reshape(-1, SIDE * SIDE)
                 y = labels[i : i + size]
                 self.optimizer.lr = learning_rate(self.step, self.total, self.config)
                 loss, logits = train_step(
@@ -898,7 +901,9 @@ def _torch_inference(model, options: dict, device: str, folder: Path):
 
     model = model.eval()
     if options.get("onnx"):
-        return _OnnxRunner(torch_cnn.export_onnx(model, folder / "torch"), (1, 28, 28))
+        return _OnnxRunner(
+            torch_cnn.export_onnx(model, folder / "torch"), (1, SIDE, SIDE)
+        )
     dev = torch.device(device)
     layout = (
         torch.channels_last if options["channels_last"] else torch.contiguous_format
@@ -909,7 +914,7 @@ def _torch_inference(model, options: dict, device: str, folder: Path):
 
     def call(x: np.ndarray) -> np.ndarray:
         with context():
-            t = torch.from_numpy(x).reshape(-1, 1, 28, 28).to(dev)
+            t = torch.from_numpy(x).reshape(-1, 1, SIDE, SIDE).to(dev)
             return forward(t.contiguous(memory_format=layout)).cpu().numpy()
 
     return call
@@ -920,13 +925,15 @@ def _keras_inference(model, options: dict, device: str, folder: Path):
 
     tf = keras_cnn.tf
     if options.get("onnx"):
-        return _OnnxRunner(keras_cnn.export_onnx(model, folder / "keras"), (28, 28, 1))
+        return _OnnxRunner(
+            keras_cnn.export_onnx(model, folder / "keras"), (SIDE, SIDE, 1)
+        )
     where = f"/{device.upper()}:0"
     how = options["call"]
     if how == "function":
         serve = tf.function(
             lambda t: model(t, training=False),
-            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+            input_signature=[tf.TensorSpec([None, SIDE, SIDE, 1], tf.float32)],
             jit_compile=options.get("jit_compile", False),
         )
 
