@@ -75,7 +75,8 @@ def mnist_missing() -> str | None:
         return None
     return (
         f"needs the MNIST files, and {', '.join(missing)} are not in {folder}: point "
-        "DLFP_DATA_DIR at a folder that holds them (or load MNIST once online)"
+        "DLFP_DATA_DIR at a folder that holds them, or download them once with "
+        "python -c 'import dlfp.data; dlfp.data.ensure_mnist()'"
     )
 
 
