@@ -24,16 +24,13 @@ that reaches only PyPI takes the CPU wheel from its local wheel folder
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,11 +38,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+from ..browser import chromium, chromium_missing, serve
 from ..conftest import ROOT
 
-pytestmark = pytest.mark.binder
-
-CHROMIUM = os.environ.get("DLFP_CHROMIUM", "/usr/bin/chromium")
+# It serves this machine's MNIST as the download mirror of the launched notebook.
+pytestmark = [pytest.mark.binder, pytest.mark.mnist]
 WORK = ROOT / "_build" / "binder"
 CHAPTER = "book/part1/neuron.md"
 # Files whose content defines the environment: a change to any of them rebuilds it.
@@ -173,27 +170,16 @@ def binder_env(repo_copy) -> Path:
 @pytest.fixture(scope="module")
 def mnist_mirror():
     """An HTTP mirror of MNIST on 127.0.0.1, serving this machine's copy of it."""
-    from dlfp.data import data_dir
+    from dlfp.data import MNIST_FILES, data_dir
 
     folder = data_dir()  # DLFP_DATA_DIR, else the per-user cache
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
-    names += ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if not all((folder / f"{name}.gz").is_file() for name in names):
+    if not all((folder / f"{name}.gz").is_file() for name in MNIST_FILES):
         pytest.fail(
             f"{folder} lacks the four MNIST .gz files that the test serves as the "
             "download mirror; point DLFP_DATA_DIR at a folder that has them."
         )
-    handler = functools.partial(_Quiet, directory=folder)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve(folder) as url:
+        yield f"{url}/"
 
 
 @pytest.fixture(scope="module")
@@ -278,23 +264,11 @@ def lab(binder_env, repo_copy, mnist_mirror):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+    missing = chromium_missing()
+    if missing:
+        pytest.fail(missing)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_mnist_is_fetched_on_first_use(lab, binder_env):

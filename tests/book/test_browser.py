@@ -7,66 +7,34 @@ MathJax served with the book, and search works from the book's own index. Set
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from ..browser import chromium, chromium_missing, serve
 from .test_html import CONFIG
 
 pytestmark = pytest.mark.book
-
-CHROMIUM = os.environ.get("DLFP_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def site(book_dir):
     """Serve the built book on 127.0.0.1; yield its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(book_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve(book_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        message = (
-            f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package or set "
-            "DLFP_CHROMIUM to a Chromium binary"
-        )
+    missing = chromium_missing()
+    if missing:
         if os.environ.get("DLFP_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

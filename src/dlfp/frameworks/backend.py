@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..data import MNIST
     from .config import CNNConfig
 
-__all__ = ["Backend", "BACKENDS", "get", "check"]
+__all__ = ["Backend", "BACKENDS", "get", "check", "onnx_logits"]
 
 
 @runtime_checkable
@@ -118,3 +118,15 @@ def check(backend: Any) -> None:
                     f"{name}.{member} has a parameter {extra.name!r} the protocol "
                     "lacks; give it a default."
                 )
+
+
+def onnx_logits(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits of the ONNX model saved at ``path`` for the input ``x``, laid out as the
+    model expects it, run by ONNX Runtime on the CPU (no framework involved)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x})[0]

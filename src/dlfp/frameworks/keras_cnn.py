@@ -238,13 +238,7 @@ def export_onnx(model: keras.Model, path: str | Path) -> Path:
 
 def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
     """Logits from a saved ``.onnx`` model, run by ONNX Runtime, without TensorFlow."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"]
-    )
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: images[..., None].astype(np.float32)})[0]
+    return backend.onnx_logits(path, images[..., None].astype(np.float32))
 
 
 # --- Training once, for several chapters ----------------------------------------------

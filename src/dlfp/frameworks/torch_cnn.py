@@ -249,14 +249,9 @@ def export_onnx(model: nn.Module, path: str | Path) -> Path:
 
 def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
     """Logits from a saved ``.onnx`` model, run by ONNX Runtime (no PyTorch at all)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"]
+    return backend.onnx_logits(
+        path, images.reshape(-1, 1, SIDE, SIDE).astype(np.float32)
     )
-    name = session.get_inputs()[0].name
-    x = images.reshape(-1, 1, SIDE, SIDE).astype(np.float32)
-    return session.run(None, {name: x})[0]
 
 
 # --- Training once, for several chapters ----------------------------------------------
