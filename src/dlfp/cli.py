@@ -159,21 +159,26 @@ def _validation_size(default: int, subset: int | None) -> int:
     return min(default, (subset or 60000) // 10)
 
 
+#: The options of ``dlfp train`` that both recipes take, under their fields' names.
+_RECIPE_OPTIONS = (
+    "hidden", "epochs", "lr", "batch_size", "dropout", "max_shift", "subset", "seed"
+)  # fmt: skip
+
+
+def _recipe(kind, args, **more):
+    """The recipe (``MLPConfig`` or ``CNNConfig``) that the command line asks for."""
+    return kind(
+        **{name: getattr(args, name) for name in _RECIPE_OPTIONS},
+        validation_size=_validation_size(kind.validation_size, args.subset),
+        **more,
+    )
+
+
 def _train(args) -> int:
     _check_train_args(args)
     if args.model == "cnn":
         return _train_cnn(args)
-    config = MLPConfig(
-        hidden=args.hidden,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        dropout=args.dropout,
-        max_shift=args.max_shift,
-        validation_size=_validation_size(MLPConfig.validation_size, args.subset),
-        subset=args.subset,
-        seed=args.seed,
-    )
+    config = _recipe(MLPConfig, args)
     data = load_mnist_for(config, folder=args.data_dir)
     print(
         f"training {config.hidden} on {len(data.train.labels):,} images, "
@@ -186,18 +191,7 @@ def _train(args) -> int:
 def _train_cnn(args) -> int:
     from .cnn import train_cnn  # the layers of Part III: loaded only when asked for
 
-    config = CNNConfig(
-        channels=args.channels,
-        hidden=args.hidden,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        dropout=args.dropout,
-        max_shift=args.max_shift,
-        validation_size=_validation_size(CNNConfig.validation_size, args.subset),
-        subset=args.subset,
-        seed=args.seed,
-    )
+    config = _recipe(CNNConfig, args, channels=args.channels)
     data = load_mnist_for(config, folder=args.data_dir)
     print(
         f"training the CNN {config.channels} + {config.hidden} on "
