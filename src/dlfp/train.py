@@ -21,7 +21,14 @@ from .losses import softmax_cross_entropy
 from .model import Sequential
 from .optim import Optimizer
 
-__all__ = ["History", "TrainingDivergedError", "train_step", "fit", "batches"]
+__all__ = [
+    "History",
+    "TrainingDivergedError",
+    "train_step",
+    "fit",
+    "EarlyStopping",
+    "batches",
+]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -192,11 +199,7 @@ def fit(
     if validation is not None:
         X_val, y_val = validation
         X_val = model.check_inputs(X_val, y_val if classification else None)
-    if patience is not None:
-        _check_patience(patience, validation)
-        # Every array the model keeps (weights, biases, batch-norm statistics).
-        state = [a for layer in model.layers for a in layer.params.values()]
-        best_loss, best_state, waited = math.inf, None, 0
+    stopping = None if patience is None else EarlyStopping(model, patience, validation)
     history = History()
     n = len(X)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -236,21 +239,54 @@ def fit(
             history.val_accuracy.append(val_acc)
         if verbose:
             print(_epoch_line(history, epochs, classification))
-        # Early stopping, eq. (10.6): remember the best weights, stop after patience.
-        if patience is not None:
-            if history.val_loss[-1] < best_loss:
-                best_loss, waited = history.val_loss[-1], 0
-                best_state = [a.copy() for a in state]
-                history.best_epoch = epoch + 1
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
+        if stopping is not None and stopping.should_stop(history):
+            break
     bar.close()
-    if patience is not None and best_state is not None:
-        for array, best in zip(state, best_state, strict=True):
-            array[...] = best  # in place: the optimizer holds these arrays
+    if stopping is not None:
+        stopping.restore()
     return history
+
+
+class EarlyStopping:
+    """Early stopping, eq. (10.6): ``fit(..., patience=q)`` asks one after every epoch.
+
+    It remembers the weights of the epoch with the lowest validation loss so far, says
+    when ``patience`` epochs in a row have not improved on it, and at the end writes the
+    remembered weights back into the model.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model being trained; its arrays are copied and restored in place.
+    patience : int
+        Epochs without improvement after which training stops (q, at least 1).
+    validation : (X_val, y_val) or None
+        Must be given: early stopping watches the validation loss.
+    """
+
+    def __init__(self, model: Sequential, patience: int, validation) -> None:
+        _check_patience(patience, validation)
+        self.patience = patience
+        # Every array the model keeps (weights, biases, batch-norm statistics).
+        self.state = [a for layer in model.layers for a in layer.params.values()]
+        self.best_loss, self.best_state, self.waited = math.inf, None, 0
+
+    def should_stop(self, history: History) -> bool:
+        """Whether to stop after the epoch just recorded in ``history``."""
+        if history.val_loss[-1] < self.best_loss:
+            self.best_loss, self.waited = history.val_loss[-1], 0
+            self.best_state = [a.copy() for a in self.state]
+            history.best_epoch = history.epoch[-1]
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self) -> None:
+        """Write the best weights back into the model's own arrays."""
+        if self.best_state is None:
+            return
+        for array, best in zip(self.state, self.best_state, strict=True):
+            array[...] = best  # in place: the optimizer holds these arrays
 
 
 def _check_patience(patience, validation) -> None:
