@@ -165,3 +165,18 @@ def test_no_raw_tex_or_latex_error_on_any_page(pdf):
             for marker in MARKERS:
                 if marker in line and _squeezed(line) not in code_text:
                     raise AssertionError(f"page {number} shows {marker!r}: {line!r}")
+
+
+def test_no_character_is_missing_from_the_fonts(book_pdf):
+    """XeLaTeX drops a character its font lacks, with only a line in its log: a symbol
+    that silently disappears from a formula or a code listing."""
+    log = book_pdf.with_suffix(".log")
+    if not log.is_file():
+        pytest.skip(f"no LaTeX log beside {book_pdf}")
+    missing = Counter(
+        re.findall(
+            r"Missing character: There is no (.+?) in font",
+            log.read_text(encoding="utf-8", errors="replace"),
+        )
+    )
+    assert not missing, f"characters the PDF's fonts lack, dropped: {dict(missing)}"
