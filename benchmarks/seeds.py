@@ -10,8 +10,9 @@ the order of floating-point sums, as another CPU does. Every run is a fresh proc
 since the settings take effect only before the libraries are imported.
 
 Each run's validation and test accuracy is printed as one JSON line and written to
-``benchmarks/results/seeds.json`` (kept in the repository); the chapters read that
-file and check their claims against :func:`dlfp.claims.claim_bound`.
+``src/dlfp/seeds.json``, kept in the repository and installed with the package (so the
+chapters find it on Binder and from a wheel too); the chapters read that file and check
+their claims against :func:`dlfp.claims.claim_bound`.
 
 Run:  python benchmarks/seeds.py mlp torch keras numpy [--seeds 0 1 2 3 4]
       python benchmarks/seeds.py --summary      (the table, from the results file)
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "seeds.json"
+RESULTS = Path(__file__).resolve().parents[1] / "src" / "dlfp" / "seeds.json"
 RECIPES = ("mlp", "torch", "keras", "numpy")  # numpy: the CNN in dlfp alone
 # With --subset: a quick check of the script, never recorded.
 SMOKE = {"epochs": 1, "validation_size": 500}

@@ -4,7 +4,8 @@ A chapter that asserts "the network reaches at least a% on the test set" is exec
 every reader's machine, whose CPU and maths libraries round differently from the one the
 recipe was tuned on. ``benchmarks/seeds.py`` trains each recipe from several seeds, and
 again under settings that change the order of floating-point sums (one thread; oneDNN
-off), and keeps every run's accuracy in ``benchmarks/results/seeds.json``. The rule:
+off), and keeps every run's accuracy in ``seeds.json``, a data file of this package (so
+that an installed ``dlfp``, on Binder or from a wheel, has it too). The rule:
 
     claim <= mean - 3 * max(s, se),        se = sqrt(p (1 - p) / n)
 
@@ -41,8 +42,9 @@ class ClaimError(AssertionError):
 
 
 def results_path() -> Path:
-    """``benchmarks/results/seeds.json`` of the checkout this package runs from."""
-    return Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "seeds.json"
+    """The recorded seed runs: ``seeds.json`` in this package's folder (``src/dlfp`` in
+    the repository), installed with the package."""
+    return Path(__file__).resolve().parent / "seeds.json"
 
 
 def load_runs(recipe: str, path: str | Path | None = None) -> list[dict]:
