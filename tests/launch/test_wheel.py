@@ -3,8 +3,8 @@ outside the checkout.
 
 An editable checkout finds files beside its source tree that an installed package does
 not have; Binder and Thebe install the project (not editable), and so does a reader who
-runs ``pip install``. The wheel is built from a copy of the repository as a clone has it,
-installed with its dependencies at the versions of ``requirements.lock``, and then:
+runs ``pip install``. The wheel is built from a copy of the repository as a clone has
+it, installed with its dependencies at the versions of ``requirements.lock``, and then:
 every recipe's claim, ``dlfp train mlp`` on a subset, ``dlfp evaluate`` on the model it
 saved, and a gradient check, each run in a folder that holds nothing of the checkout.
 """
@@ -76,7 +76,8 @@ def test_the_package_comes_from_the_wheel(installed, outside):
 def test_every_recipe_claims_from_the_installed_seed_runs(installed, outside):
     from dlfp.claims import claim_for, results_path
 
-    recipes = sorted({r["recipe"] for r in json.loads(results_path().read_text())["runs"]})
+    runs = json.loads(results_path().read_text())["runs"]
+    recipes = sorted({r["recipe"] for r in runs})
     assert {"mlp", "numpy", "torch", "keras"} <= set(recipes)
     out = _python(
         installed,
