@@ -193,9 +193,9 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
 def seed_accuracy(path: str | Path | None = None) -> dict[str, dict]:
     """Test accuracy over the recorded seed runs of each framework's recipe.
 
-    :func:`dlfp.claims.load_runs` reads ``seeds.json``, installed with the package (written by
-    ``benchmarks/seeds.py``); :func:`dlfp.claims.seed_summary` gives mean, spread and
-    range. Keys: ``"PyTorch"`` and ``"TensorFlow"``.
+    :func:`dlfp.claims.load_runs` reads ``seeds.json``, installed with the package
+    (written by ``benchmarks/seeds.py``); :func:`dlfp.claims.seed_summary` gives mean,
+    spread and range. Keys: ``"PyTorch"`` and ``"TensorFlow"``.
     """
     from ..claims import load_runs, seed_summary
 
