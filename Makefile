@@ -73,8 +73,8 @@ unit: setup
 	$(BIN)/python -m pytest -m "not slow and not book and not binder"
 
 lint: setup
-	$(BIN)/python -m ruff check src tests benchmarks
-	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m ruff check src tests benchmarks book/_ext
+	$(BIN)/python -m ruff format --check src tests benchmarks book/_ext
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_chapter_code.py
 
 $(CORE)/.installed: pyproject.toml
