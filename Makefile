@@ -10,6 +10,10 @@
 #               (`make test` makes one from its own build)
 #   make binder the launch path: an environment from exactly binder/, JupyterLab, a chapter
 #               opened as a notebook in Chromium, its first cells run
+#   make launch the other paths: the wheel installed in a fresh environment, and a rebuild
+#               after an edit of the library (never stale)
+#   make chapters  every chapter run again as Binder has it and as Colab opens it (after
+#               make book; long: every chapter twice, with the models that build kept)
 #   make lock   regenerate requirements.lock from pyproject.toml
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,7 +26,7 @@ CORE   ?= .venv-core
 # Binder) is constrained by it.
 LOCK   := requirements.lock
 
-.PHONY: book test pdf binder unit lint core setup lock clean
+.PHONY: book test pdf binder launch chapters unit lint core setup lock clean
 
 setup: $(VENV)/.installed
 
@@ -42,7 +46,7 @@ book: setup
 
 # The PDF is built by `make test` too, after the HTML and from the notebooks it executed.
 test: setup
-	$(BIN)/python -m pytest -m "not slow and not book and not binder"
+	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
 	rm -rf $(TEST_BUILD)
 	DLFP_ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts) \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
@@ -50,6 +54,7 @@ test: setup
 	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
 	  --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf
 	$(MAKE) binder
+	$(MAKE) launch
 
 # The book as one PDF through LaTeX. It reuses the notebooks that the HTML build in the same
 # folder executed (Jupyter Book's execution cache in $(PDF_BUILD)/_build/.jupyter_cache), so
@@ -67,10 +72,22 @@ pdf: setup
 # kept, rebuilt when binder/, the lock or pyproject.toml change), JupyterLab started with
 # binder/postBuild, a chapter opened in Chromium as a notebook and its first cells run.
 binder: setup
-	$(BIN)/python -m pytest tests/binder -m binder
+	$(BIN)/python -m pytest tests/binder -m "binder and not chapters"
+
+# The package from a wheel, outside the checkout; a rebuild of a copy after an edit.
+launch: setup
+	$(BIN)/python -m pytest tests/launch -m "launch and not chapters"
+
+# Every chapter on the launch paths, reusing the models and the notebooks of `make book`
+# (after `make test`: CHAPTERS_FROM=$(TEST_BUILD)/_build CHAPTERS_ARTIFACTS=$(TEST_BUILD)/artifacts).
+CHAPTERS_FROM ?= _build
+CHAPTERS_ARTIFACTS ?= _build/artifacts
+chapters: setup
+	DLFP_LAUNCH_ARTIFACTS=$(abspath $(CHAPTERS_ARTIFACTS)) $(BIN)/python -m pytest \
+	  tests/binder tests/launch -m chapters --book-dir=$(CHAPTERS_FROM)/html
 
 unit: setup
-	$(BIN)/python -m pytest -m "not slow and not book and not binder"
+	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
 
 lint: setup
 	$(BIN)/python -m ruff check src tests benchmarks book/_ext
@@ -85,7 +102,8 @@ $(CORE)/.installed: pyproject.toml
 
 # Without PyTorch, TensorFlow or the book's tools, only their comparisons may skip.
 core: $(CORE)/.installed
-	$(CORE)/bin/python -m pytest -m "not slow and not book and not binder" -p no:cacheprovider
+	$(CORE)/bin/python -m pytest -m "not slow and not book and not binder and not launch" \
+	  -p no:cacheprovider
 
 clean:
 	rm -rf _build

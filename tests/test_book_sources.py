@@ -72,3 +72,43 @@ def test_code_style():
     ):
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _names(code: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds, arguments included; names it reads), IPython lines aside."""
+    import ast
+    import re
+
+    tree = ast.parse(re.sub(r"^\s*[%!].*$", "", code, flags=re.M))
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store) else read).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, read
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_live_code_needs_no_hidden_cell(page):
+    """Thebe (the live code button) runs the cells that the page shows; a cell hidden
+    from it (``remove-cell``) must bind no name that a shown cell reads before the
+    shown cells bind it themselves."""
+    jupytext = pytest.importorskip("jupytext", reason="the book extra is not installed")
+    notebook = jupytext.read(ROOT / f"{page}.md")
+    hidden_only, shown = set(), set()
+    for cell in (c for c in notebook.cells if c.cell_type == "code"):
+        bound, read = _names(cell.source)
+        if "remove-cell" in cell.metadata.get("tags", []):
+            hidden_only |= bound - shown
+            continue
+        needed = (read - bound) & hidden_only
+        assert not needed, (
+            f"{page}: a shown cell reads {needed}, bound only in a hidden cell"
+        )
+        shown |= bound
+        hidden_only -= bound

@@ -1,6 +1,6 @@
 """A Sphinx extension with two fixes, for the book's HTML pages and for its PDF; it also
-loads the book's other extensions beside it (``dlfp_inputs``: rebuilds that are never
-stale).
+loads the book's other extensions beside it: ``dlfp_inputs`` (rebuilds that are never
+stale) and ``dlfp_colab`` (every chapter as a notebook, for Colab and for download).
 
 Every inline script once on a page. Under Jupyter Book 1, sphinx-thebe (0.3.1) adds its
 inline configuration script (``const THEBE_JS_URL = ...``) to each page twice, and the
@@ -65,6 +65,7 @@ class _ExerciseReferencesAcrossChapters(SphinxPostTransform):
 
 def setup(app):
     app.setup_extension("dlfp_inputs")
+    app.setup_extension("dlfp_colab")
     app.add_post_transform(_ExerciseReferencesAcrossChapters)
     # Last of the handlers: others add scripts to the page in this same event.
     app.connect("html-page-context", _first_of_each_script, priority=1000)

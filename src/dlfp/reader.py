@@ -33,8 +33,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["glued", "remember_glue", "rewrite", "rewrite_book"]
+__all__ = ["Glued", "glued", "remember_glue", "rewrite", "rewrite_book"]
 
 # --- In the kernel: what the chapter glued -------------------------------------------
 
@@ -202,20 +203,45 @@ def _literalinclude(arg: str, body: str, source: Path) -> str:
     return f"```{language}\n{code.rstrip()}\n```"
 
 
-def rewrite(text: str, source: Path, labels: dict[str, str], bib: dict) -> str:
-    """One chapter's MyST, rewritten for jupyterlab-myst to render as the book reads."""
+class Glued(Protocol):
+    """Values that a build glued, for a copy of a chapter that shows them as text (the
+    Colab notebooks) instead of evaluating them in the kernel (Binder)."""
+
+    def text(self, name: str, spec: str) -> str:
+        """The value glued as ``name``, as ``{glue:text}`name:spec``` shows it."""
+
+    def figure(self, name: str, caption: str, alt: str) -> str:
+        """Markdown that shows the figure (or table) glued as ``name``."""
+
+
+def rewrite(
+    text: str,
+    source: Path,
+    labels: dict[str, str],
+    bib: dict,
+    glued: Glued | None = None,
+) -> str:
+    """One chapter's MyST, rewritten for jupyterlab-myst to render as the book reads.
+
+    With ``glued``, glued values become the text a build computed (for a notebook
+    viewer that evaluates nothing in the prose, such as Colab's) instead of inline
+    expressions that the kernel evaluates."""
     parts = re.split(r"(^```\{code-cell\}.*?^```[ \t]*$)", text, flags=re.M | re.S)
     for i in range(0, len(parts), 2):  # the markdown between the code cells
-        parts[i] = _rewrite_markdown(parts[i], source, labels, bib)
+        parts[i] = _rewrite_markdown(parts[i], source, labels, bib, glued)
     return "".join(parts)
 
 
-def _rewrite_markdown(text: str, source: Path, labels: dict[str, str], bib) -> str:
+def _rewrite_markdown(
+    text: str, source: Path, labels: dict[str, str], bib, glued: Glued | None = None
+) -> str:
     def directive(match: re.Match) -> str:
         name, arg, body = match["name"], match["arg"].strip(), match["body"]
         options, content = _options(body)
         if name == "literalinclude":
             return _literalinclude(arg, body, source)
+        if name == "glue:figure" and glued is not None:
+            return glued.figure(arg, content, options.get("alt", content))
         if name == "glue:figure":
             return f'{{eval}}`_dlfp_glue("{arg}")`\n\n*{content}*'
         if name in ("exercise-start", "solution-start"):
@@ -229,13 +255,15 @@ def _rewrite_markdown(text: str, source: Path, labels: dict[str, str], bib) -> s
                 for key, f in sorted(bib.items(), key=lambda kv: _authors(kv[1]))
             )
         # another directive (a note, a tab set): its content may hold what is rewritten
-        inner = _rewrite_markdown(body, source, labels, bib)
+        inner = _rewrite_markdown(body, source, labels, bib, glued)
         return f"{match['ticks']}{{{name}}}{match['arg']}\n{inner}{match['ticks']}"
 
     def role(match: re.Match) -> str:
         name, body = match["name"], match["body"]
         if name.startswith("glue"):
             key, _, spec = body.partition(":")
+            if glued is not None:
+                return glued.text(key, spec)
             return f'{{eval}}`_dlfp_glue("{key}", "{spec}")`'
         if name.startswith("cite"):
             return _cite(name, body, bib)

@@ -40,6 +40,10 @@ import pytest
 
 from ..browser import chromium, chromium_missing, serve
 from ..conftest import ROOT
+from ..envs import base_env as _base_env
+from ..envs import pip_env
+from ..envs import repo_copy as _copy_repository
+from ..envs import run as _run
 
 # It serves this machine's MNIST as the download mirror of the launched notebook.
 pytestmark = [pytest.mark.binder, pytest.mark.mnist]
@@ -57,46 +61,10 @@ def _digest() -> str:
     return h.hexdigest()
 
 
-def _run(cmd, *, cwd, env, what: str, timeout: float) -> str:
-    result = subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr)[-3000:]
-        pytest.fail(f"{what} failed (exit {result.returncode}):\n{tail}")
-    return result.stdout
-
-
-def _base_env() -> dict[str, str]:
-    """Our environment, less what would leak our own installs into Binder's."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTHON", "VIRTUAL_ENV"))
-    }
-    env["PATH"] = os.pathsep.join(
-        p for p in env.get("PATH", "").split(os.pathsep) if "/.venv" not in p
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
 def repo_copy() -> Path:
     """The repository as Binder clones it: tracked files and new unignored ones."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    copy = WORK / "repo"
-    shutil.rmtree(copy, ignore_errors=True)
-    for name in filter(None, (f.decode() for f in files)):
-        source = ROOT / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
-    return copy
+    return _copy_repository(WORK / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +102,7 @@ def binder_env(repo_copy) -> Path:
     shutil.rmtree(env_dir, ignore_errors=True)
     # PIP_NO_COMPILE: Python compiles what it imports anyway; compiling TensorFlow
     # whole up front would only make the install slower.
-    env = _base_env() | {
-        "PIP_RETRIES": "0",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_NO_COMPILE": "1",
-    }
+    env = pip_env()
     started = time.monotonic()
     _run(
         [python, "-m", "venv", str(env_dir)],
@@ -183,8 +147,9 @@ def mnist_mirror():
 
 
 @pytest.fixture(scope="module")
-def lab(binder_env, repo_copy, mnist_mirror):
-    """JupyterLab of the Binder environment after postBuild: (url, token, env)."""
+def post_built(binder_env, repo_copy, mnist_mirror) -> dict[str, str]:
+    """Binder's copy after ``binder/postBuild``; returns the environment variables of
+    the launched notebook (its own home folder; MNIST not downloaded yet)."""
     home = WORK / "home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -212,6 +177,13 @@ def lab(binder_env, repo_copy, mnist_mirror):
     (settings / "tracker.jupyterlab-settings").write_text(
         json.dumps({"windowingMode": "none"})
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(binder_env, repo_copy, post_built):
+    """JupyterLab of the Binder environment after postBuild: (url, token, env)."""
+    env = post_built
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -412,3 +384,97 @@ def _wait_for_idle_kernel(page, timeout: float = 120_000) -> None:
         ".some(p => p.innerText.includes('*'))",
         timeout=timeout,
     )
+
+
+def reading_order() -> list[str]:
+    """The chapters with code, in the order of ``_toc.yml``."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    wanted = os.environ.get("DLFP_LAUNCH_CHAPTERS")  # a few, while working on them
+    if wanted:
+        files = [f for f in files if f in {w.strip() for w in wanted.split(",")}]
+    return [
+        f"{f}.md"
+        for f in files
+        if "```{code-cell}" in (ROOT / f"{f}.md").read_text(encoding="utf-8")
+    ]
+
+
+#: What jupyterlab-myst renders; any other role or directive would show as raw text.
+RENDERED_ROLES = {"eval", "math", "sub", "sup", "abbr", "u", "strike"}
+RENDERED_DIRECTIVES = {
+    "note", "tip", "hint", "important", "warning", "caution", "attention", "danger",
+    "error", "seealso", "admonition", "dropdown", "math", "code", "code-block",
+    "figure", "image", "table", "list-table", "margin", "aside", "tab-set", "tab-item",
+    "card", "grid", "grid-item", "grid-item-card",
+}  # fmt: skip
+
+
+def raw_myst(markdown: str) -> list[str]:
+    """The MyST roles and directives in ``markdown`` that jupyterlab-myst would show
+    as raw text, and leftovers of Sphinx's (``:pyobject:``, glue, citations)."""
+    found = [
+        f"{{{name}}}"
+        for name in re.findall(r"\{([a-z][\w:-]*)\}`", markdown)
+        if name not in RENDERED_ROLES
+    ]
+    found += [
+        f"```{{{name}}}"
+        for name in re.findall(r"^(?:`{3,}|:{3,})\{([\w:-]+)\}", markdown, re.M)
+        if name not in RENDERED_DIRECTIVES
+    ]
+    found += [raw for raw in (":pyobject:", "{glue", "{cite") if raw in markdown]
+    return found
+
+
+@pytest.mark.chapters
+def test_every_chapter_runs_top_to_bottom_as_binder_has_it(
+    post_built, binder_env, repo_copy
+):
+    """Every chapter, in reading order, run top to bottom as Binder's copy has it after
+    postBuild, in the environment built from binder/ (the project installed as Binder
+    installs it): no cell fails, no prose shows raw MyST, and every glued number in the
+    prose has been computed by the cells above it when the reader reaches it.
+
+    Thebe (the live code button) runs the same code cells in the same environment, so
+    this covers it too; the cells hidden from the page (``remove-cell``), which Thebe
+    does not run, are checked to be needed by no visible cell
+    (``tests/test_book_sources.py``). Models kept by the build that ran before (the
+    same lock, the same keys: ``$DLFP_LAUNCH_ARTIFACTS``) are reused, so no chapter
+    trains twice.
+    """
+    import jupytext
+
+    chapters = reading_order()
+    assert chapters, "no chapter to run"
+    shown = {}
+    for chapter in chapters:
+        nb = jupytext.read(repo_copy / chapter)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        shown[chapter] = raw_myst(text)
+    assert not any(shown.values()), {c: r for c, r in shown.items() if r}
+
+    env = dict(post_built)
+    artifacts = os.environ.get("DLFP_LAUNCH_ARTIFACTS") or str(WORK / "artifacts")
+    env["DLFP_ARTIFACTS"] = artifacts
+    report = WORK / "chapters.json"
+    started = time.monotonic()
+    _run(
+        [binder_env / "bin/python", repo_copy / "tests/run_notebooks.py"]
+        + ["--report", report]
+        + [repo_copy / c for c in chapters],
+        cwd=repo_copy,
+        env=env,
+        what="running every chapter in the Binder environment",
+        timeout=3600,
+    )
+    results = json.loads(report.read_text())
+    print(f"\nevery chapter on the Binder path: {time.monotonic() - started:.0f} s")
+    for r in results:
+        print(f"  {r['seconds']:7.1f} s  {Path(r['notebook']).relative_to(repo_copy)}")
+    failed = {r["notebook"]: r["error"] for r in results if r["error"]}
+    assert not failed, f"cells failed on the Binder path: {failed}"
+    early = {r["notebook"]: r["missing"] for r in results if r["missing"]}
+    assert not early, f"prose that shows a value before the cells compute it: {early}"

@@ -1,0 +1,114 @@
+"""Run notebooks top to bottom, one fresh kernel each, as a reader does; report as JSON.
+
+Run by the tests of the launch paths with the Python of the environment under test
+(Binder's, or the one standing in for Colab), which needs nbclient and nbformat (and
+jupytext for a chapter's ``.md``):
+
+    python tests/run_notebooks.py --report out.json book/part1/neuron.md ...
+
+Each notebook runs in its own folder, with the kernel ``python3`` of that environment.
+After each markdown cell that shows glued values through inline expressions
+(``{eval}`...```, Binder's rewrite), a probe cell evaluates them at that point, as
+JupyterLab does when the reader runs the cell: a value that the cells above have not
+computed yet is reported. The report lists, per notebook: seconds, the error of the
+first failing cell (or null), and the probes that found no value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+PROBE = "DLFP-PROBE "
+#: What :func:`dlfp.reader.glued` shows before the value is computed.
+MISSING = re.compile(r"^\[\w+: run the cells above\]$")
+
+
+def _read(path: Path):
+    if path.suffix == ".md":
+        import jupytext
+
+        return jupytext.read(path)
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def _with_probes(nb):
+    import nbformat
+
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.cell_type != "markdown":
+            continue
+        expressions = re.findall(r"\{eval\}`([^`]*)`", cell.source)
+        if expressions:
+            listing = ", ".join(f"str({e})" for e in expressions)
+            probe = nbformat.v4.new_code_cell(
+                f"print({PROBE!r} + __import__('json').dumps([{listing}]))"
+            )
+            probe.metadata["dlfp_probe"] = expressions
+            cells.append(probe)
+    nb.cells = cells
+    return nb
+
+
+def run(path: Path, timeout: int) -> dict:
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = _with_probes(_read(path))
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    started, error = time.monotonic(), None
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        error = str(err)[-3000:]
+    except Exception as err:  # a dead kernel, a time-out: reported, the next one runs
+        error = f"{type(err).__name__}: {err}"[-3000:]
+    missing = []
+    for cell in nb.cells:
+        expressions = cell.metadata.get("dlfp_probe")
+        if not expressions:
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+        if PROBE not in text:
+            continue  # not reached (an earlier cell failed) or itself failed
+        values = json.loads(text.split(PROBE, 1)[1].splitlines()[0])
+        missing += [
+            e for e, v in zip(expressions, values, strict=True) if MISSING.match(v)
+        ]
+    return {
+        "notebook": str(path),
+        "seconds": round(time.monotonic() - started, 1),
+        "error": error,
+        "missing": missing,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    args = parser.parse_args(argv)
+    results = []
+    for path in args.notebooks:
+        results.append(run(path.resolve(), args.timeout))
+        print(json.dumps(results[-1])[:500], flush=True)
+        args.report.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
