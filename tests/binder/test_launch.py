@@ -403,7 +403,7 @@ def reading_order() -> list[str]:
 
 
 #: What jupyterlab-myst renders; any other role or directive would show as raw text.
-RENDERED_ROLES = {"eval", "math", "sub", "sup", "abbr", "u", "strike"}
+RENDERED_ROLES = {"eval", "eq", "math", "sub", "sup", "abbr", "u", "strike"}
 RENDERED_DIRECTIVES = {
     "note", "tip", "hint", "important", "warning", "caution", "attention", "danger",
     "error", "seealso", "admonition", "dropdown", "math", "code", "code-block",
