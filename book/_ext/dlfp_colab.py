@@ -86,12 +86,55 @@ class BuildGlue:
         raise KeyError(f"the build glued no figure as {name!r}")
 
 
+def equation_numbers(env) -> dict[str, str]:
+    """Every equation label of the book and its number as the pages show it ("3.2"),
+    as Sphinx's math domain resolves ``{eq}`` references."""
+    from docutils.nodes import make_id
+
+    numbers = {}
+    for label, (docname, number) in env.get_domain("math").equations.items():
+        if env.config.math_numfig and env.config.numfig:
+            found = env.toc_fignumbers.get(docname, {}).get("displaymath", {})
+            parts = found.get(make_id(f"equation-{label}"), ())
+            eqno = ".".join(map(str, parts))
+            numbers[label] = env.config.math_numsep.join(eqno.rsplit(".", 1))
+        else:
+            numbers[label] = str(number)
+    return numbers
+
+
+_LABELLED = re.compile(
+    r"\$\$(?P<math>(?:(?!\$\$).)*)\$\$[ \t]*\((?P<label>[\w-]+)\)", re.S
+)
+_TARGET = re.compile(r"^\([\w-]+\)=[ \t]*\n", re.M)
+_TAB_SET = re.compile(r"^:{3,}\{tab-set\}[ \t]*\n|^:{3,}[ \t]*$\n?", re.M)
+_TAB_ITEM = re.compile(r"^:{3,}\{tab-item\}[ \t]*(?P<title>.*)$", re.M)
+
+
+def plain_markdown(text: str, equations: dict[str, str]) -> str:
+    """What MyST adds to Markdown, as Colab's Markdown shows it: numbered equations
+    tagged with the book's numbers, equation references as "(3.2)", labels gone, tabs
+    as headed paragraphs."""
+
+    def number(label: str) -> str:
+        return equations.get(label) or label.removeprefix("eq-").replace("-", " ")
+
+    text = _LABELLED.sub(
+        lambda m: f"$${m['math'].rstrip()} \\tag{{{number(m['label'])}}}$$", text
+    )
+    text = re.sub(r"\{eq\}`([^`]+)`", lambda m: f"({number(m[1].strip())})", text)
+    text = _TARGET.sub("", text)
+    text = _TAB_ITEM.sub(lambda m: f"**{m['title'].strip()}**\n", text)
+    return _TAB_SET.sub("", text)
+
+
 def notebook(
     source: Path,
     executed: dict,
     glued: dict,
     labels: dict,
     bib: dict,
+    equations: dict[str, str],
     *,
     install: str,
     book_url: str,
@@ -106,6 +149,9 @@ def notebook(
     glue = BuildGlue(glued)
     text = rewrite(source.read_text(encoding="utf-8"), source, labels, bib, glue)
     nb = jupytext.reads(text, fmt="md:myst")
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(cell.source, equations)
     # sources and outputs as strings, whatever the file had
     executed = nbformat.reads(json.dumps(executed), as_version=4)
     done = [c for c in executed.cells if c.cell_type == "code"]
@@ -195,6 +241,9 @@ def _page(app, pagename, templatename, context, doctree) -> None:
     import nbformat
 
     labels, bib = _book_sources(app)
+    if not hasattr(app, "_dlfp_equations"):
+        app._dlfp_equations = equation_numbers(app.env)
+    equations = app._dlfp_equations
     glue_path = executed_path.with_suffix(".glue.json")
     try:
         nb = notebook(
@@ -205,6 +254,7 @@ def _page(app, pagename, templatename, context, doctree) -> None:
             else {},
             labels,
             bib,
+            equations,
             install=f"git+{url}@{commit}",
             book_url=app.config.html_baseurl or f"https://{owner}.github.io/{name}/",
             commit=commit,

@@ -44,6 +44,7 @@ from ..envs import base_env as _base_env
 from ..envs import pip_env
 from ..envs import repo_copy as _copy_repository
 from ..envs import run as _run
+from ..myst import JUPYTERLAB_MYST, raw_myst
 
 # It serves this machine's MNIST as the download mirror of the launched notebook.
 pytestmark = [pytest.mark.binder, pytest.mark.mnist]
@@ -402,33 +403,6 @@ def reading_order() -> list[str]:
     ]
 
 
-#: What jupyterlab-myst renders; any other role or directive would show as raw text.
-RENDERED_ROLES = {"eval", "eq", "math", "sub", "sup", "abbr", "u", "strike"}
-RENDERED_DIRECTIVES = {
-    "note", "tip", "hint", "important", "warning", "caution", "attention", "danger",
-    "error", "seealso", "admonition", "dropdown", "math", "code", "code-block",
-    "figure", "image", "table", "list-table", "margin", "aside", "tab-set", "tab-item",
-    "card", "grid", "grid-item", "grid-item-card",
-}  # fmt: skip
-
-
-def raw_myst(markdown: str) -> list[str]:
-    """The MyST roles and directives in ``markdown`` that jupyterlab-myst would show
-    as raw text, and leftovers of Sphinx's (``:pyobject:``, glue, citations)."""
-    found = [
-        f"{{{name}}}"
-        for name in re.findall(r"\{([a-z][\w:-]*)\}`", markdown)
-        if name not in RENDERED_ROLES
-    ]
-    found += [
-        f"```{{{name}}}"
-        for name in re.findall(r"^(?:`{3,}|:{3,})\{([\w:-]+)\}", markdown, re.M)
-        if name not in RENDERED_DIRECTIVES
-    ]
-    found += [raw for raw in (":pyobject:", "{glue", "{cite") if raw in markdown]
-    return found
-
-
 @pytest.mark.chapters
 def test_every_chapter_runs_top_to_bottom_as_binder_has_it(
     post_built, binder_env, repo_copy
@@ -453,7 +427,7 @@ def test_every_chapter_runs_top_to_bottom_as_binder_has_it(
     for chapter in chapters:
         nb = jupytext.read(repo_copy / chapter)
         text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-        shown[chapter] = raw_myst(text)
+        shown[chapter] = raw_myst(text, *JUPYTERLAB_MYST)
     assert not any(shown.values()), {c: r for c, r in shown.items() if r}
 
     env = dict(post_built)

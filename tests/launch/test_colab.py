@@ -24,6 +24,7 @@ import pytest
 from ..browser import serve
 from ..conftest import ROOT
 from ..envs import base_env, fresh_venv, pip_env, repo_copy, run
+from ..myst import raw_myst
 
 pytestmark = [pytest.mark.launch, pytest.mark.mnist]
 WORK = ROOT / "_build" / "colab"
@@ -85,6 +86,9 @@ def test_every_published_notebook_installs_dlfp_and_runs_as_on_colab(
     to_run = []
     for path in chapters_to_run(published):
         nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        shown = raw_myst(text)  # Colab renders Markdown and maths, nothing of MyST
+        assert not shown, f"{path.name} shows raw MyST on Colab: {shown[:10]}"
         install = nb.cells[1].source
         assert INSTALL.search(install), f"{path.name}: no install line in {install!r}"
         nb.cells[1].source = INSTALL.sub(f'"dlfp[colab] @ file://{copy}"', install)
