@@ -46,7 +46,7 @@ book's build computed, and each cell keeps the output it printed then; run the c
 INSTALL = """\
 # dlfp, the book's library, at the commit this notebook was made from, where it is
 # missing (Colab has NumPy, Matplotlib, PyTorch and TensorFlow, but not dlfp); the
-# "colab" extra adds what the chapters use besides (MyST-NB's glue, ONNX Runtime).
+# "colab" extra adds what the chapters use besides (MyST-NB's glue, threadpoolctl).
 try:
     import dlfp
 except ImportError:
