@@ -86,3 +86,24 @@ def pip_env() -> dict[str, str]:
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_NO_COMPILE": "1",
     }
+
+
+def run_notebooks(python, notebooks, *, cwd, env, report: Path, what: str) -> list:
+    """Run ``notebooks`` with ``tests/run_notebooks.py`` under ``python`` (the
+    environment under test); print each one's seconds; return the report's entries."""
+    import json
+    import time
+
+    started = time.monotonic()
+    run(
+        [python, ROOT / "tests" / "run_notebooks.py", "--report", report, *notebooks],
+        cwd=cwd,
+        env=env,
+        what=what,
+        timeout=3600,
+    )
+    results = json.loads(report.read_text())
+    print(f"\n{what}: {time.monotonic() - started:.0f} s")
+    for r in results:
+        print(f"  {r['seconds']:7.1f} s  {r['notebook']}")
+    return results

@@ -41,7 +41,7 @@ import pytest
 from ..browser import chromium, chromium_missing, serve
 from ..conftest import ROOT
 from ..envs import base_env as _base_env
-from ..envs import pip_env
+from ..envs import pip_env, run_notebooks
 from ..envs import repo_copy as _copy_repository
 from ..envs import run as _run
 from ..myst import JUPYTERLAB_MYST, raw_myst
@@ -433,21 +433,14 @@ def test_every_chapter_runs_top_to_bottom_as_binder_has_it(
     env = dict(post_built)
     artifacts = os.environ.get("DLFP_LAUNCH_ARTIFACTS") or str(WORK / "artifacts")
     env["DLFP_ARTIFACTS"] = artifacts
-    report = WORK / "chapters.json"
-    started = time.monotonic()
-    _run(
-        [binder_env / "bin/python", repo_copy / "tests/run_notebooks.py"]
-        + ["--report", report]
-        + [repo_copy / c for c in chapters],
+    results = run_notebooks(
+        binder_env / "bin/python",
+        [repo_copy / c for c in chapters],
         cwd=repo_copy,
         env=env,
-        what="running every chapter in the Binder environment",
-        timeout=3600,
+        report=WORK / "chapters.json",
+        what="every chapter on the Binder path",
     )
-    results = json.loads(report.read_text())
-    print(f"\nevery chapter on the Binder path: {time.monotonic() - started:.0f} s")
-    for r in results:
-        print(f"  {r['seconds']:7.1f} s  {Path(r['notebook']).relative_to(repo_copy)}")
     failed = {r["notebook"]: r["error"] for r in results if r["error"]}
     assert not failed, f"cells failed on the Binder path: {failed}"
     early = {r["notebook"]: r["missing"] for r in results if r["missing"]}

@@ -13,17 +13,15 @@ page names, such as ``book/part1/neuron``) runs only those.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
 
 import nbformat
 import pytest
 
 from ..browser import serve
 from ..conftest import ROOT
-from ..envs import base_env, fresh_venv, pip_env, repo_copy, run
+from ..envs import base_env, fresh_venv, pip_env, repo_copy, run, run_notebooks
 from ..myst import raw_myst
 
 pytestmark = [pytest.mark.launch, pytest.mark.mnist]
@@ -98,7 +96,6 @@ def test_every_published_notebook_installs_dlfp_and_runs_as_on_colab(
         to_run.append(target)
     assert to_run, "no notebook to run"
 
-    report = WORK / "report.json"
     with serve(data_dir()) as mirror:
         env = base_env() | {
             "PATH": f"{colab_env}:{base_env()['PATH']}",
@@ -111,18 +108,13 @@ def test_every_published_notebook_installs_dlfp_and_runs_as_on_colab(
             or str(WORK / "artifacts"),
         }
         env.pop("DLFP_DATA_DIR", None)
-        started = time.monotonic()
-        run(
-            [colab_env / "python", ROOT / "tests/run_notebooks.py", "--report", report]
-            + to_run,
+        results = run_notebooks(
+            colab_env / "python",
+            to_run,
             cwd=WORK,
             env=env,
-            what="running the Colab notebooks",
-            timeout=3600,
+            report=WORK / "report.json",
+            what="every chapter as a Colab notebook",
         )
-    results = json.loads(report.read_text())
-    print(f"\nevery chapter as a Colab notebook: {time.monotonic() - started:.0f} s")
-    for r in results:
-        print(f"  {r['seconds']:7.1f} s  {r['notebook']}")
     failed = {r["notebook"]: r["error"] for r in results if r["error"]}
     assert not failed, f"notebooks failed as on Colab: {failed}"
