@@ -439,6 +439,30 @@ def test_a_cnn_saves_and_loads_without_pickle(tmp_path):
     np.testing.assert_array_equal(again.predict_logits(X), model.predict_logits(X))
 
 
+def test_layers_with_a_custom_initialiser_save_and_load(tmp_path):
+    """A function as initialiser is saved as "custom"; loading starts from zeros, puts
+    the saved values in, and keeps the layer's initialiser named as it was saved."""
+
+    def small(n_in, n_out, rng, dtype=np.float32):
+        return rng.normal(0.0, 0.01, (n_in, n_out)).astype(dtype)
+
+    rng = np.random.default_rng(1)
+    model = Sequential(
+        [
+            conv.Reshape((1, 4, 4)),
+            conv.Conv2D(1, 2, 3, padding=1, init=small, rng=rng),
+            conv.Flatten(),
+            Dense(32, 3, init=small, rng=rng),
+        ]
+    )
+    X = rng.random((5, 16)).astype(np.float32)
+    again = load(model.save(tmp_path / "custom.npz"))
+    assert [layer.config().get("init") for layer in again.layers] == [
+        None, "custom", None, "custom"
+    ]  # fmt: skip
+    np.testing.assert_array_equal(again.predict_logits(X), model.predict_logits(X))
+
+
 def test_parameters_are_the_trained_arrays_and_filters_decay():
     model = small_cnn(np.random.default_rng(0))
     names = {p.name: p.decay for p in model.parameters()}

@@ -213,7 +213,10 @@ def one_sentence_error(capsys, argv) -> str:
         (["--subset", "5"], "--subset must be between 10"),
         (["--subset", "70000"], "--subset must be between 10"),
         (["--dropout", "1"], "--dropout must be in [0, 1)"),
-        (["--lr", "0"], "--lr must be positive"),
+        (["--lr", "0"], "--lr must be a positive finite number"),
+        (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
+        (["--lr", "inf"], "--lr must be a positive finite number, got inf"),
+        (["--dropout", "nan"], "--dropout must be in [0, 1)"),
         (["--output", "/nonexistent-folder/model.npz"], "does not exist"),
     ],
 )
@@ -225,6 +228,32 @@ def test_bad_options_fail_before_any_training(capsys, monkeypatch, options, mess
     monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
     err = one_sentence_error(capsys, ["train", "mlp", "--no-progress", *options])
     assert message in err
+
+
+def test_a_run_that_diverges_ends_in_one_sentence_and_saves_nothing(
+    capsys, monkeypatch, tmp_path
+):
+    from types import SimpleNamespace
+
+    from dlfp.train import TrainingDivergedError
+
+    def diverge(*args, **kwargs):
+        raise TrainingDivergedError(
+            "the loss became nan in epoch 1 (mini-batch 3 of 10) at learning rate 50; "
+            "training diverged, so try a smaller learning rate.",
+            loss=float("nan"),
+        )
+
+    labels = SimpleNamespace(labels=np.zeros(10, dtype=np.int64))
+    data = SimpleNamespace(train=labels, validation=labels, test=labels)
+    monkeypatch.setattr("dlfp.cli.load_mnist_for", lambda *a, **k: data)
+    monkeypatch.setattr("dlfp.cli.train_mlp", diverge)
+    output = tmp_path / "m.npz"
+    code = main(["train", "mlp", "--no-progress", "--lr", "50", "-o", str(output)])
+    err = capsys.readouterr().err
+    assert code == 1 and not output.exists()
+    assert err.startswith("dlfp: error: the loss became nan") and "Traceback" not in err
+    assert err.count("\n") == 1 and err.strip().endswith("Nothing was saved."), err
 
 
 def saved_spec(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dlfp import optim, toy
+from dlfp.activations import Tanh
 from dlfp.frameworks import CNNConfig, learning_rate
 from dlfp.layers import Dense
 from dlfp.losses import mse, softmax_cross_entropy
@@ -492,6 +493,26 @@ def test_sequential_is_a_layer():
     outer = Sequential([inner])
     X = rng.standard_normal((2, 3))
     np.testing.assert_array_equal(outer.forward(X), inner.forward(X))
+
+
+def test_a_nested_model_trains_saves_and_checks_every_parameter(tmp_path):
+    """A Sequential among the layers of another contributes its layers: the optimizer,
+    early stopping, saving and the gradient check see every parameter."""
+    from dlfp.gradcheck import check_model
+
+    rng = np.random.default_rng(0)
+    inner = mlp([3, 5], "tanh", rng=rng, dtype=np.float64)  # Dense(3, 5) alone
+    outer = Sequential([inner, Tanh(), Dense(5, 2, rng=rng, dtype=np.float64)])
+    assert [p.name for p in outer.parameters()] == ["0.W", "0.b", "2.W", "2.b"]
+    before = inner.layers[0].params["W"].copy()
+    X, y = rng.standard_normal((8, 3)), rng.integers(0, 2, 8)
+    optimizer = optim.SGD(outer.parameters(), lr=0.1)
+    fit(outer, X, y, optimizer=optimizer, epochs=2, batch_size=4, rng=rng)
+    assert not np.array_equal(inner.layers[0].params["W"], before), "inner not trained"
+    errors = check_model(outer, X, y, softmax_cross_entropy)
+    assert set(errors) == {"0.W", "0.b", "2.W", "2.b"} and max(errors.values()) < 1e-7
+    loaded = load(outer.save(tmp_path / "nested.npz"))
+    np.testing.assert_array_equal(loaded.forward(X), outer.forward(X))
 
 
 def test_backward_without_input_gradient_gives_the_same_parameter_gradients():

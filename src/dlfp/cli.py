@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from .io import ModelFileError, load
 from .metrics import confusion_matrix
 from .recipes import MLPConfig, load_mnist_for, train_mlp
 from .report import Table
+from .train import TrainingDivergedError
 
 __all__ = ["main"]
 
@@ -133,8 +135,8 @@ def _check_train_args(args) -> None:
         )
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}.")
-    if args.lr <= 0:
-        raise ValueError(f"--lr must be positive, got {args.lr}.")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise ValueError(f"--lr must be a positive finite number, got {args.lr}.")
     if args.max_shift < 0:
         raise ValueError(f"--max-shift must be 0 or more, got {args.max_shift}.")
     folder = Path(args.output).expanduser().resolve().parent
@@ -245,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ModelFileError, ValueError) as err:
         print(f"dlfp: error: {err}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as err:  # nothing was saved: say so, and how to go on
+        print(f"dlfp: error: {err} Nothing was saved.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # python -m dlfp.cli

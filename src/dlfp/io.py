@@ -180,9 +180,12 @@ def load(
                 f"{path} has a layer of unknown type {entry['type']!r}; it was saved "
                 "by another version of dlfp or is damaged."
             )
-        if kind is Dense:
+        init = kwargs.get("init")  # as the layer was created ("custom": a function)
+        if init is not None:
             # Start from zeros (nothing to draw): the saved values replace them below.
-            kwargs.update(init="zeros", dtype=dtype)
+            kwargs["init"] = "zeros"
+        if kind is Dense:
+            kwargs["dtype"] = dtype
         if kind in (Dense, Dropout):
             kwargs["rng"] = rng
         try:
@@ -201,8 +204,8 @@ def load(
                     f"is {got}; the file is damaged."
                 )
             value[...] = stored
-        if kind is Dense:
-            layer.init = entry.get("init", "custom")  # as it was created
+        if init is not None:
+            layer.init = init  # as it was created, not the zeros it was loaded with
         layers.append(layer)
     model = Sequential(layers)
     model.metadata = spec.get("metadata", {})

@@ -37,13 +37,16 @@ _SHAPE_KEEPING = (
 
 
 def _has_parameters(layer: Layer) -> bool:
-    if isinstance(layer, Sequential):
-        return any(_has_parameters(inner) for inner in layer.layers)
     return bool(layer.grads)
 
 
 class Sequential(Layer):
     """Layers applied one after the other.
+
+    A ``Sequential`` is itself a layer, and may stand among the layers of another: it
+    contributes its layers there, in order, so the model is flat and every parameter is
+    seen by optimizers, early stopping, saving and gradient checks. The layers are
+    shared, not copied: training the outer model trains the inner one.
 
     Parameters
     ----------
@@ -54,7 +57,8 @@ class Sequential(Layer):
     Attributes
     ----------
     layers : list of Layer
-        The layers, input first.
+        The layers, input first (those of a ``Sequential`` given among them in its
+        place).
     metadata : dict
         What was saved with the model (:meth:`save`'s keyword arguments, such as the
         test accuracy or the training history) when it was loaded with :func:`load`;
@@ -64,7 +68,11 @@ class Sequential(Layer):
 
     def __init__(self, layers: Sequence[Layer]):
         super().__init__()
-        self.layers = list(layers)
+        self.layers = [
+            inner
+            for layer in layers
+            for inner in (layer.layers if isinstance(layer, Sequential) else [layer])
+        ]
         self.metadata: dict[str, Any] = {}
 
     # --- the layer contract ----------------------------------------------------------
