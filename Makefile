@@ -9,11 +9,11 @@
 #   make pdf    the book as one PDF, from the notebooks that `make book` executed
 #               (`make test` makes one from its own build)
 #   make binder the launch path: an environment from exactly binder/, JupyterLab, a chapter
-#               opened as a notebook in Chromium, then every chapter run as Binder has it
-#               (after make book: it reuses the models that build kept)
-#   make launch the other paths: the wheel installed in a fresh environment, a rebuild
-#               after an edit of the library (never stale), and every chapter's notebook
-#               run as Colab opens it (after make book: its notebooks and kept models)
+#               opened as a notebook in Chromium, its first cells run
+#   make launch the other paths: the wheel installed in a fresh environment, and a rebuild
+#               after an edit of the library (never stale)
+#   make chapters  after make book: every chapter run top to bottom as Binder has it and
+#               as Colab opens it, with the models that build kept (long; not in make test)
 #   make lock   regenerate requirements.lock from pyproject.toml
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +26,7 @@ CORE   ?= .venv-core
 # Binder) is constrained by it.
 LOCK   := requirements.lock
 
-.PHONY: book test pdf binder launch unit lint core setup lock clean
+.PHONY: book test pdf binder launch chapters unit lint core setup lock clean
 
 setup: $(VENV)/.installed
 
@@ -53,8 +53,8 @@ test: setup
 	$(MAKE) pdf PDF_BUILD=$(TEST_BUILD) ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts)
 	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
 	  --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf
-	$(MAKE) binder ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts)
-	$(MAKE) launch ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts) HTML=$(TEST_BUILD)/_build/html
+	$(MAKE) binder
+	$(MAKE) launch
 
 # The book as one PDF through LaTeX. It reuses the notebooks that the HTML build in the same
 # folder executed (Jupyter Book's execution cache in $(PDF_BUILD)/_build/.jupyter_cache), so
@@ -70,17 +70,23 @@ pdf: setup
 
 # The launch path as a reader meets it: an environment from exactly binder/ (in _build/binder,
 # kept, rebuilt when binder/, the lock or pyproject.toml change), JupyterLab started with
-# binder/postBuild, a chapter opened in Chromium as a notebook and its first cells run; then
-# every chapter run top to bottom in that environment, with the models of ARTIFACTS.
+# binder/postBuild, a chapter opened in Chromium as a notebook and its first cells run.
 binder: setup
-	DLFP_LAUNCH_ARTIFACTS=$(ARTIFACTS) $(BIN)/python -m pytest tests/binder -m binder
+	$(BIN)/python -m pytest tests/binder -m "binder and not chapters"
 
-# The package from a wheel, outside the checkout; a rebuild of a copy after an edit; the
-# chapters as Colab opens them, from the notebooks of the build in HTML.
-HTML ?= _build/html
+# The package from a wheel, outside the checkout; a rebuild of a copy after an edit.
 launch: setup
-	DLFP_LAUNCH_ARTIFACTS=$(ARTIFACTS) $(BIN)/python -m pytest tests/launch -m launch \
-	  --book-dir=$(HTML)
+	$(BIN)/python -m pytest tests/launch -m "launch and not chapters"
+
+# Every chapter on the launch paths: run top to bottom as Binder has it (after postBuild, in
+# the environment from binder/) and as Colab opens it (the notebooks the build published, in
+# a fresh environment without dlfp), reusing the models that the build kept. After
+# `make book`; after `make test`: make chapters HTML=_build/test/_build/html
+# ARTIFACTS=$(abspath _build/test/artifacts).
+HTML ?= _build/html
+chapters: setup
+	DLFP_LAUNCH_ARTIFACTS=$(ARTIFACTS) $(BIN)/python -m pytest tests/binder tests/launch \
+	  -m chapters --book-dir=$(HTML)
 
 unit: setup
 	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
