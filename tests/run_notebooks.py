@@ -21,6 +21,7 @@ import json
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 
 PROBE = "DLFP-PROBE "
@@ -73,9 +74,9 @@ def run(path: Path, timeout: int) -> dict:
     try:
         client.execute()
     except CellExecutionError as err:
-        error = str(err)[-3000:]
-    except Exception as err:  # a dead kernel, a time-out: reported, the next one runs
-        error = f"{type(err).__name__}: {err}"[-3000:]
+        error = re.sub(r"\x1b\[[0-9;]*m", "", str(err))[-3000:]
+    except Exception:  # a dead kernel, a time-out: reported, the next one runs
+        error = traceback.format_exc()[-3000:]
     missing = []
     for cell in nb.cells:
         expressions = cell.metadata.get("dlfp_probe")
