@@ -247,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ModelFileError, ValueError) as err:
         print(f"dlfp: error: {err}", file=sys.stderr)
         return 2
-    except TrainingDivergedError as err:  # nothing was saved: say so, and how to go on
-        print(f"dlfp: error: {err} Nothing was saved.", file=sys.stderr)
+    except TrainingDivergedError as err:  # nothing was saved: say so, in one sentence
+        message = str(err).rstrip(".")
+        print(f"dlfp: error: {message}; nothing was saved.", file=sys.stderr)
         return 1
 
 
