@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 
-import nbformat
 import pytest
 
 from ..browser import serve
@@ -75,6 +74,8 @@ def colab_env():
 def test_every_published_notebook_installs_dlfp_and_runs_as_on_colab(
     book_dir, colab_env
 ):
+    import nbformat  # the book extra's: imported here, so make core collects this file
+
     from dlfp.data import data_dir
 
     published = book_dir / "_notebooks"
