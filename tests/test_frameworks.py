@@ -253,6 +253,30 @@ def test_trained_run_is_saved_and_reloaded(torch, torch_cnn, tmp_path, monkeypat
         assert torch.equal(a, b)
 
 
+@pytest.mark.mnist
+def test_a_kept_run_is_found_and_never_overwritten(
+    torch, torch_cnn, small_data, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
+    assert artifacts.kept_run(torch_cnn, SMALL) is None
+    model, history = torch_cnn.train(SMALL, small_data, verbose=True)
+    log = capsys.readouterr().out
+    path = artifacts.save_run(torch_cnn, SMALL, model, history, 0.5, train_seconds=3.0)
+    kept, record = artifacts.kept_run(torch_cnn, SMALL)
+    assert record["train_seconds"] == 3.0 and record["history"] == history
+    for a, b in zip(
+        model.state_dict().values(), kept.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    backend.print_log(record["history"])  # the kept run's log reads as the run's own
+    assert capsys.readouterr().out == log and log.startswith("epoch 1/1")
+    # Saving what kept_run loaded (or another model of that name) changes nothing.
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    other, _ = torch_cnn.train(dataclasses.replace(SMALL, seed=1), small_data)
+    assert artifacts.save_run(torch_cnn, SMALL, other, history, 0.1) == path
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamp
+
+
 # --- Keras --------------------------------------------------------------------------
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlfp.artifacts import kept_mlp, save_trained
 from dlfp.cli import main
 from dlfp.data import load_mnist, random_shift
 from dlfp.model import load, mlp
 from dlfp.recipes import MLPConfig, load_mnist_for, train_mlp, trained_mlp
+from dlfp.train import print_log
 
 TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_shift=1)
 
@@ -77,6 +79,24 @@ def test_trained_model_is_kept_for_later_chapters(tmp_path, monkeypatch):
     assert saved[0].stat().st_mtime_ns == mtime
     for p, q in zip(model.parameters(), again.parameters(), strict=True):
         np.testing.assert_array_equal(p.value, q.value)
+
+
+@pytest.mark.mnist
+def test_a_chapter_trains_once_then_finds_the_kept_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
+    assert kept_mlp(TINY) is None  # nothing kept yet: the chapter trains
+    model, history = train_mlp(TINY, verbose=True)
+    log = capsys.readouterr().out
+    save_trained(model, TINY, history, 12.5)
+    kept, kept_history, seconds = kept_mlp(TINY)
+    assert seconds == 12.5 and kept_history == history
+    for p, q in zip(model.parameters(), kept.parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+    print_log(kept_history, TINY.epochs)  # the kept run's log reads as the run's own
+    assert capsys.readouterr().out == log and log.startswith("epoch")
+    # A model kept without its training time (an older file) is not taken as a run.
+    save_trained(model, TINY, history)
+    assert kept_mlp(TINY) is None
 
 
 # --- The same numbers as PyTorch ----------------------------------------------------

@@ -11,9 +11,12 @@ is never mistaken for a current one, and the model is trained again.
 This module is the one place for every kept model. Each kind has a name, the prefix of
 its files: ``"mlp"`` (Part II's perceptron, :func:`trained_mlp`), ``"dlfp-cnn"`` (the
 NumPy CNN, :func:`trained_cnn`), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks'
-CNNs, :func:`trained_run`, with a JSON record beside each model). :data:`SOURCES` and
-:data:`PACKAGES` list what each kind's numbers depend on; :func:`artifact_path` names
-its files. The training code is imported only when a model must be trained.
+CNNs, :func:`trained_run`, with a JSON record beside each model). A chapter that trains
+a model itself asks first for the run an earlier build kept (:func:`kept_mlp`,
+:func:`kept_run`), so that each recipe trains once, not once per build or launch.
+:data:`SOURCES` and :data:`PACKAGES` list what each kind's numbers depend on;
+:func:`artifact_path` names its files. The training code is imported only when a model
+must be trained.
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ __all__ = [
     "key",
     "artifact_path",
     "save_trained",
+    "kept_mlp",
     "trained_mlp",
     "trained_cnn",
     "save_record",
     "load_record",
     "save_run",
+    "kept_run",
     "trained_run",
 ]
 
@@ -179,13 +184,42 @@ def artifact_path(kind: str, config, suffix: str = ".npz") -> Path:
 # --- Part II: the MLP -----------------------------------------------------------------
 
 
-def save_trained(model: Sequential, config: MLPConfig, history: History) -> Path:
-    """Keep a trained MLP, with its configuration and history, for later chapters."""
+def save_trained(
+    model: Sequential,
+    config: MLPConfig,
+    history: History,
+    train_seconds: float | None = None,
+) -> Path:
+    """Keep a trained MLP, with its configuration, history and training time (seconds
+    of wall-clock time, when known), for later chapters and later builds."""
     path = artifact_path("mlp", config)
     path.parent.mkdir(parents=True, exist_ok=True)
     return model.save(
-        path, config=dataclasses.asdict(config), history=history.as_dict()
+        path,
+        config=dataclasses.asdict(config),
+        history=history.as_dict(),
+        train_seconds=train_seconds,
     )
+
+
+def kept_mlp(config: MLPConfig) -> tuple[Sequential, History, float] | None:
+    """The run of ``config`` that an earlier build kept, or None when there is none.
+
+    A chapter that trains the MLP calls it first, so that it trains once per recipe:
+    the model, its :class:`~dlfp.train.History` and the seconds its training took, as
+    :func:`save_trained` kept them (a file without the time counts as none).
+    """
+    from .io import load
+    from .train import History
+
+    path = artifact_path("mlp", config)
+    if not path.is_file():
+        return None
+    model = load(path)
+    seconds = model.metadata.get("train_seconds")
+    if seconds is None:
+        return None
+    return model, History(**model.metadata["history"]), float(seconds)
 
 
 def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
@@ -196,8 +230,8 @@ def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
     Returns
     -------
     (Sequential, dict)
-        The model and the metadata saved with it: ``config`` and ``history`` (the
-        :class:`~dlfp.train.History` as a dict of lists).
+        The model and the metadata saved with it: ``config``, ``history`` (the
+        :class:`~dlfp.train.History` as a dict of lists) and ``train_seconds``.
     """
     from . import recipes
     from .io import load
@@ -205,8 +239,9 @@ def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
     config = recipes.MLPConfig() if config is None else config
     path = artifact_path("mlp", config)
     if not path.is_file():
+        start = time.perf_counter()
         model, history = recipes.train_mlp(config, verbose=verbose)
-        save_trained(model, config, history)
+        save_trained(model, config, history, time.perf_counter() - start)
     model = load(path)
     return model, model.metadata
 
@@ -279,19 +314,58 @@ def load_record(kind: str, config: CNNConfig) -> dict | None:
 
 
 def save_run(
-    backend: Backend, config: CNNConfig, model, history: dict, test_accuracy: float
-):
-    """Keep a trained model and its record for later chapters.
+    backend: Backend,
+    config: CNNConfig,
+    model,
+    history: dict,
+    test_accuracy: float,
+    **record,
+) -> Path:
+    """Keep a trained model and its record for later chapters; return the model's path.
 
     ``backend`` is :mod:`dlfp.frameworks.torch_cnn` or :mod:`dlfp.frameworks.keras_cnn`
-    (any :class:`~dlfp.frameworks.backend.Backend`).
+    (any :class:`~dlfp.frameworks.backend.Backend`). The record holds the history, the
+    test accuracy and whatever else is passed (``train_seconds``, for one). A run
+    already kept under the same name is left as it is: the same name means the same
+    configuration, code and package versions, so saving the run that :func:`kept_run`
+    loaded changes nothing (a Keras model loaded for inference has lost its optimizer's
+    state, which its file keeps).
     """
     path = artifact_path(backend.NAME, config, backend.SUFFIX)
+    if _complete_record(backend, config) is not None:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     backend.save(model, path)
     save_record(
-        backend.NAME, config, {"history": history, "test_accuracy": test_accuracy}
+        backend.NAME,
+        config,
+        {"history": history, "test_accuracy": test_accuracy, **record},
     )
+    return path
+
+
+def kept_run(backend: Backend, config: CNNConfig) -> tuple[object, dict] | None:
+    """The run of ``config`` that an earlier build kept, or None when there is none.
+
+    A chapter that trains a framework's CNN calls it first, so that it trains once per
+    recipe: the model loaded for inference and its record (``history``,
+    ``test_accuracy``, ``train_seconds``; a record without the time counts as none).
+    """
+    record = _complete_record(backend, config)
+    if record is None:
+        return None
+    path = artifact_path(backend.NAME, config, backend.SUFFIX)
+    return backend.load(path, config), record
+
+
+def _complete_record(backend: Backend, config: CNNConfig) -> dict | None:
+    """The record of the kept run of ``config`` when its model file is there too and
+    the record has the training time, else None."""
+    record = load_record(backend.NAME, config)
+    path = artifact_path(backend.NAME, config, backend.SUFFIX)
+    if record is None or "train_seconds" not in record or not path.exists():
+        return None
+    return record
 
 
 def trained_run(backend: Backend, config: CNNConfig, *, verbose: bool = False):
@@ -303,10 +377,12 @@ def trained_run(backend: Backend, config: CNNConfig, *, verbose: bool = False):
     from .recipes import load_mnist_for
 
     path = artifact_path(backend.NAME, config, backend.SUFFIX)
-    if load_record(backend.NAME, config) is None or not path.exists():
+    if _complete_record(backend, config) is None:
         data = load_mnist_for(config)
+        start = time.perf_counter()
         model, history = backend.train(config, data, verbose=verbose)
+        seconds = time.perf_counter() - start
         logits = backend.predict_logits(model, data.test.images)
         accuracy = float((logits.argmax(axis=1) == data.test.labels).mean())
-        save_run(backend, config, model, history, accuracy)
+        save_run(backend, config, model, history, accuracy, train_seconds=seconds)
     return backend.load(path, config), load_record(backend.NAME, config)

@@ -28,6 +28,7 @@ __all__ = [
     "fit",
     "EarlyStopping",
     "batches",
+    "print_log",
 ]
 
 
@@ -335,14 +336,25 @@ def _diverged(
     )
 
 
-def _epoch_line(history: History, epochs: int, classification: bool) -> str:
-    """The line ``fit(verbose=True)`` prints after each epoch."""
-    epoch = history.epoch[-1]
-    line = f"epoch {epoch:>3}/{epochs}  loss {history.loss[-1]:.4f}"
+def _epoch_line(
+    history: History, epochs: int, classification: bool, index: int = -1
+) -> str:
+    """The line ``fit(verbose=True)`` prints after epoch ``index`` of ``history``."""
+    epoch = history.epoch[index]
+    line = f"epoch {epoch:>3}/{epochs}  loss {history.loss[index]:.4f}"
     if classification:
-        line += f"  acc {history.accuracy[-1]:.4f}"
+        line += f"  acc {history.accuracy[index]:.4f}"
     if history.val_loss:
-        line += f"  val_loss {history.val_loss[-1]:.4f}"
+        line += f"  val_loss {history.val_loss[index]:.4f}"
         if classification:
-            line += f"  val_acc {history.val_accuracy[-1]:.4f}"
-    return line + f"  ({history.seconds[-1]:.1f}s)"
+            line += f"  val_acc {history.val_accuracy[index]:.4f}"
+    return line + f"  ({history.seconds[index]:.1f}s)"
+
+
+def print_log(history: History, epochs: int | None = None) -> None:
+    """Print the lines that ``fit(verbose=True)`` printed during the run of ``history``
+    (a run kept from an earlier build shows its log this way)."""
+    epochs = len(history.epoch) if epochs is None else epochs
+    classification = not any(math.isnan(a) for a in history.accuracy)
+    for index in range(len(history.epoch)):
+        print(_epoch_line(history, epochs, classification, index))

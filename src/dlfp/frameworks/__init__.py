@@ -10,7 +10,7 @@ between them is the framework's. Each shared thing has its module:
 * :mod:`.backend`: what a framework's module provides, the :class:`Backend` protocol;
 * :mod:`.compare`: the two measured side by side, and :func:`count_lines`;
 * :mod:`dlfp.artifacts`: trained runs kept for later chapters (:func:`save_run`,
-  :func:`trained_run`, :func:`artifact_path`, :func:`save_record`,
+  :func:`kept_run`, :func:`trained_run`, :func:`artifact_path`, :func:`save_record`,
   :func:`load_record`), with every other kept model.
 
 The data are MNIST from :mod:`dlfp.data`. The names above can be imported from here.
@@ -20,8 +20,15 @@ needs PyTorch, :mod:`dlfp.frameworks.keras_cnn` needs TensorFlow.
 
 from __future__ import annotations
 
-from ..artifacts import artifact_path, load_record, save_record, save_run, trained_run
-from .backend import Backend
+from ..artifacts import (
+    artifact_path,
+    kept_run,
+    load_record,
+    save_record,
+    save_run,
+    trained_run,
+)
+from .backend import Backend, print_log
 from .batches import Batches
 from .compare import count_lines
 from .config import CNNConfig, learning_rate
@@ -36,5 +43,7 @@ __all__ = [
     "save_record",
     "load_record",
     "save_run",
+    "kept_run",
     "trained_run",
+    "print_log",
 ]

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from ..data import MNIST
     from .config import CNNConfig
 
-__all__ = ["Backend", "BACKENDS", "get", "check", "onnx_logits"]
+__all__ = [
+    "Backend",
+    "BACKENDS",
+    "get",
+    "check",
+    "onnx_logits",
+    "epoch_line",
+    "print_log",
+]
 
 
 @runtime_checkable
@@ -69,6 +77,24 @@ class Backend(Protocol):
     def run_onnx(self, path: str | Path, images: np.ndarray) -> np.ndarray:
         """Logits from a saved ``.onnx`` model, run by ONNX Runtime."""
         ...
+
+
+def epoch_line(history: dict[str, list], index: int, epochs: int) -> str:
+    """The line a backend's ``train(verbose=True)`` may print after epoch ``index``
+    (from 0) of a run whose per-epoch ``history`` has ``loss``, ``val_accuracy`` and
+    ``seconds``."""
+    return (
+        f"epoch {index + 1}/{epochs}  loss {history['loss'][index]:.4f}  "
+        f"val_acc {history['val_accuracy'][index]:.4f}  "
+        f"({history['seconds'][index]:.1f}s)"
+    )
+
+
+def print_log(history: dict[str, list]) -> None:
+    """Print one :func:`epoch_line` per epoch of ``history``: the log of a kept run."""
+    epochs = len(history["loss"])
+    for index in range(epochs):
+        print(epoch_line(history, index, epochs))
 
 
 #: Every backend, by its :attr:`Backend.NAME`: the module that implements it.

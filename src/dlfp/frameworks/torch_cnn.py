@@ -169,10 +169,7 @@ def train(
         history["val_loss"].append(val_loss)
         history["val_accuracy"].append(val_acc)
         if verbose:
-            print(
-                f"epoch {epoch + 1}/{config.epochs}  loss {loss_sum / seen:.4f}  "
-                f"val_acc {val_acc:.4f}  ({history['seconds'][-1]:.1f}s)"
-            )
+            print(backend.epoch_line(history, epoch, config.epochs))
     return model, history
 
 
