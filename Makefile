@@ -13,7 +13,7 @@
 #   make launch the other paths: the wheel installed in a fresh environment, and a rebuild
 #               after an edit of the library (never stale)
 #   make chapters  after make book: every chapter run top to bottom as Binder has it and
-#               as Colab opens it, with the models that build kept (long; not in make test)
+#               as Colab opens it, with the models that build kept (make test runs it)
 #   make lock   regenerate requirements.lock from pyproject.toml
 PYTHON ?= python3
 VENV   ?= .venv
@@ -45,16 +45,22 @@ book: setup
 	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
 
 # The PDF is built by `make test` too, after the HTML and from the notebooks it executed.
+# Once Binder's environment is built, the launch passes over every chapter (make chapters)
+# run beside the PDF, the checks of the pages and the other paths, which use little of the
+# machine; make test fails if either side does.
+TEST_ARTIFACTS := $(abspath $(TEST_BUILD)/artifacts)
 test: setup
 	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
 	rm -rf $(TEST_BUILD)
-	DLFP_ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts) \
+	DLFP_ARTIFACTS=$(TEST_ARTIFACTS) \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
-	$(MAKE) pdf PDF_BUILD=$(TEST_BUILD) ARTIFACTS=$(abspath $(TEST_BUILD)/artifacts)
-	$(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
-	  --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf
 	$(MAKE) binder
-	$(MAKE) launch
+	@$(MAKE) chapters HTML=$(TEST_BUILD)/_build/html ARTIFACTS=$(TEST_ARTIFACTS) & passes=$$!; \
+	$(MAKE) pdf PDF_BUILD=$(TEST_BUILD) ARTIFACTS=$(TEST_ARTIFACTS) \
+	  && $(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
+	       --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf \
+	  && $(MAKE) launch; rest=$$?; \
+	wait $$passes; passes=$$?; test $$rest = 0 && test $$passes = 0
 
 # The book as one PDF through LaTeX. It reuses the notebooks that the HTML build in the same
 # folder executed (Jupyter Book's execution cache in $(PDF_BUILD)/_build/.jupyter_cache), so
@@ -80,13 +86,21 @@ launch: setup
 
 # Every chapter on the launch paths: run top to bottom as Binder has it (after postBuild, in
 # the environment from binder/) and as Colab opens it (the notebooks the build published, in
-# a fresh environment without dlfp), reusing the models that the build kept. After
-# `make book`; after `make test`: make chapters HTML=_build/test/_build/html
-# ARTIFACTS=$(abspath _build/test/artifacts).
+# a fresh environment without dlfp), reusing the models that the build kept. The two passes
+# run side by side, each on one thread (OMP_NUM_THREADS=1), which is also how another
+# machine rounds: a claim or a sentence that holds only on this one fails here. After
+# `make book`; `make test` runs it on its own build.
 HTML ?= _build/html
+CHAPTERS_ENV := DLFP_LAUNCH_ARTIFACTS=$(ARTIFACTS) OMP_NUM_THREADS=1
 chapters: setup
-	DLFP_LAUNCH_ARTIFACTS=$(ARTIFACTS) $(BIN)/python -m pytest tests/binder tests/launch \
-	  -m chapters --book-dir=$(HTML)
+	@mkdir -p _build; $(CHAPTERS_ENV) $(BIN)/python -m pytest -p no:cacheprovider -s tests/binder -m chapters \
+	  --book-dir=$(HTML) > _build/chapters-binder.log 2>&1 & binder=$$!; \
+	$(CHAPTERS_ENV) $(BIN)/python -m pytest -p no:cacheprovider -s tests/launch -m chapters \
+	  --book-dir=$(HTML) > _build/chapters-colab.log 2>&1; colab=$$?; \
+	wait $$binder; binder=$$?; \
+	echo "--- every chapter as Binder has it (exit $$binder) ---"; cat _build/chapters-binder.log; \
+	echo "--- every chapter as Colab opens it (exit $$colab) ---"; cat _build/chapters-colab.log; \
+	test $$binder = 0 && test $$colab = 0
 
 unit: setup
 	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
