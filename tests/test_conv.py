@@ -7,6 +7,8 @@ The PyTorch comparisons skip, one by one, where PyTorch is not installed.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -68,7 +70,7 @@ def test_conv_layer_matches_the_loops(geometry):
     dA = layer.backward(Delta)
     for name, (dK_ref, db_ref, dA_ref) in {
         "loops": conv.conv2d_backward_loop(A, K, Delta, s, p),
-        "full convolution": conv.conv2d_backward(A, K, Delta, padding=p, stride=s),
+        "full convolution": conv.conv2d_backward(A, K, Delta, s, p),
     }.items():
         np.testing.assert_allclose(dA, dA_ref, atol=1e-12, err_msg=f"dA vs {name}")
         np.testing.assert_allclose(
@@ -76,6 +78,29 @@ def test_conv_layer_matches_the_loops(geometry):
         )
         if b is not None:
             np.testing.assert_allclose(layer.grads["b"], db_ref, atol=1e-12)
+
+
+def test_stride_comes_before_padding_everywhere():
+    """One positional order, (..., stride, padding), for every function that takes
+    both: a call copied from one to another means the same geometry."""
+    for function in (
+        conv.conv2d_loop,
+        conv.conv2d_backward_loop,
+        conv.windows,
+        conv.conv2d,
+        conv.conv2d_backward,
+    ):
+        names = list(inspect.signature(function).parameters)
+        assert names.index("stride") + 1 == names.index("padding"), function.__name__
+    rng = np.random.default_rng(2)
+    A, K = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3))
+    Delta = rng.standard_normal((2, 3, 5, 4))  # stride 2, padding 1 on 9 x 8
+    for ours, loops in zip(
+        conv.conv2d_backward(A, K, Delta, 2, 1),
+        conv.conv2d_backward_loop(A, K, Delta, 2, 1),
+        strict=True,
+    ):
+        np.testing.assert_allclose(ours, loops, atol=1e-12)
 
 
 def test_im2col_and_col2im_are_adjoint():

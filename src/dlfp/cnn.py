@@ -82,7 +82,7 @@ class AdamW(optim.Adam):
     """Adam with decoupled weight decay, as PyTorch's ``torch.optim.AdamW``.
 
     Every step first shrinks the parameters by the factor 1 - eta lambda, then takes
-    Adam's step computed from the gradient of the loss alone: eq. (18.6).
+    Adam's step computed from the gradient of the loss alone: eq. (17.6).
     (:class:`dlfp.optim.Adam`'s ``weight_decay`` instead adds lambda theta to the
     gradient, where Adam's scaling distorts it.)
 
@@ -112,7 +112,7 @@ class AdamW(optim.Adam):
         self.decoupled_decay, self.decay_all = float(weight_decay), decay_all
 
     def step(self) -> None:
-        shrink = 1.0 - self.lr * self.decoupled_decay  # eq. (18.6)
+        shrink = 1.0 - self.lr * self.decoupled_decay  # eq. (17.6)
         if shrink != 1.0:
             for p in self.params:
                 if self.decay_all or p.decay:

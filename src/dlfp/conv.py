@@ -93,8 +93,8 @@ def conv2d_backward_loop(A, K, Delta, stride=1, padding=0):
 
     ``Delta`` = dL/dZ, shape (B, C_out, H_out, W_out). Output (i, j) was computed from
     one window of the padded input; in the backward pass that window *receives*
-    ``Delta[:, :, i, j]`` through the filters (eq. (17.2)), and the filters
-    receive the window weighted by ``Delta[:, :, i, j]`` (eq. (17.1)).
+    ``Delta[:, :, i, j]`` through the filters (eq. (18.2)), and the filters
+    receive the window weighted by ``Delta[:, :, i, j]`` (eq. (18.1)).
 
     Returns
     -------
@@ -130,8 +130,8 @@ def conv2d(A, K, b=None, stride=1, padding=0):
     return Z if b is None else Z + b[None, :, None, None]
 
 
-def conv2d_backward(A, K, Delta, padding=0, stride=1):
-    """Eqs. (17.1) and (17.2), vectorised: dK, db, dA.
+def conv2d_backward(A, K, Delta, stride=1, padding=0):
+    """Eqs. (18.1) and (18.2), vectorised: dK, db, dA.
 
     The input gradient is a *full* convolution: ``Delta``, with ``stride - 1`` zeros
     put between its entries and ``k - 1`` zeros around it, cross-correlated with the
@@ -167,7 +167,7 @@ def maxpool(A, k=2, stride=None):
 
 
 def maxpool_backward(A, dout, k=2, stride=None):
-    """Eq. (17.3): send each gradient to the maximum of its window.
+    """Eq. (18.3): send each gradient to the maximum of its window.
 
     Where several entries of a window tie for the maximum, the first in reading order
     (row by row) takes the gradient, as in PyTorch.
@@ -185,7 +185,7 @@ def maxpool_backward(A, dout, k=2, stride=None):
 
 
 def batch_norm_loop(Z, gamma, beta, eps=1e-5):
-    """Eq. (18.3) in training mode, one channel at a time.
+    """Eq. (17.3) in training mode, one channel at a time.
 
     Returns the output and the batch statistics (mean, biased variance) per channel.
     """
@@ -193,7 +193,7 @@ def batch_norm_loop(Z, gamma, beta, eps=1e-5):
     C = Z.shape[1]
     mean, var = np.empty(C, Z.dtype), np.empty(C, Z.dtype)
     for c in range(C):
-        z = Z[:, c]  # the m = B H W values of channel c
+        z = Z[:, c]  # the n_BN = B H W values of channel c
         mean[c] = z.mean()
         var[c] = ((z - mean[c]) ** 2).mean()
         out[:, c] = gamma[c] * (z - mean[c]) / np.sqrt(var[c] + eps) + beta[c]
@@ -202,7 +202,7 @@ def batch_norm_loop(Z, gamma, beta, eps=1e-5):
 
 def batch_norm_backward_loop(dout, Z, gamma, eps=1e-5):
     """The gradients of :func:`batch_norm_loop`, the three paths of eq.
-    (17.5) followed one at a time, one channel at a time.
+    (18.5) followed one at a time, one channel at a time.
 
     Returns
     -------
@@ -213,18 +213,18 @@ def batch_norm_backward_loop(dout, Z, gamma, eps=1e-5):
     C = Z.shape[1]
     dgamma, dbeta = np.empty(C, Z.dtype), np.empty(C, Z.dtype)
     for c in range(C):
-        z, g = Z[:, c], dout[:, c]
-        m = z.size
-        mu = z.mean()
-        var = ((z - mu) ** 2).mean()
-        sigma = np.sqrt(var + eps)
-        z_hat = (z - mu) / sigma
-        dbeta[c], dgamma[c] = g.sum(), (g * z_hat).sum()  # eq. (17.4)
-        d_hat = g * gamma[c]  # dL/dz_hat
-        d_var = np.sum(d_hat * (z - mu)) * -0.5 * sigma**-3  # through sigma^2
-        d_mu = -np.sum(d_hat) / sigma + d_var * np.mean(-2 * (z - mu))  # through mu
-        # eq. (17.5): directly, through the variance, through the mean
-        dZ[:, c] = d_hat / sigma + d_var * 2 * (z - mu) / m + d_mu / m
+        z, dy = Z[:, c], dout[:, c]  # the channel's values and dL/dy
+        n_bn = z.size
+        mean = z.mean()
+        var = ((z - mean) ** 2).mean()
+        sigma_hat = np.sqrt(var + eps)
+        z_hat = (z - mean) / sigma_hat
+        dbeta[c], dgamma[c] = dy.sum(), (dy * z_hat).sum()  # eq. (18.4)
+        d_hat = dy * gamma[c]  # dL/dz_hat
+        d_var = np.sum(d_hat * (z - mean)) * -0.5 * sigma_hat**-3  # through sigma^2
+        d_mean = -np.sum(d_hat) / sigma_hat + d_var * np.mean(-2 * (z - mean))
+        # eq. (18.5): directly, through the variance, through the mean
+        dZ[:, c] = d_hat / sigma_hat + d_var * 2 * (z - mean) / n_bn + d_mean / n_bn
     return dZ, dgamma, dbeta
 
 
@@ -266,7 +266,7 @@ def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
 
     ``dcols`` has the shape :func:`im2col` returns; the result has ``pad_shape``
     (B, H_pad, W_pad, C). An input pixel that lies in several windows receives the
-    sum of their gradients: the sum of eq. (17.2).
+    sum of their gradients: the sum of eq. (18.2).
     """
     B, H_pad, W_pad, C = pad_shape
     H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
@@ -400,9 +400,9 @@ class Conv2D(Layer):
         A_pad = self._padded(_channels_last(X))
         cols = im2col(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
         # K_mat: column c holds the filter K[c], read in the (u, v, c') order of the
-        # rows of X_col. Then eq. (16.2) is one product, eq. (17.7).
+        # rows of X_col. Then eq. (16.2) is one product, eq. (18.7).
         K_mat = self.params["K"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
-        Z = cols @ K_mat
+        Z = cols @ K_mat  # Z_mat
         if self.bias:
             Z += self.params["b"]
         self._cache = (cols, K_mat, A_pad.shape, X.shape) if training else None
@@ -412,15 +412,15 @@ class Conv2D(Layer):
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         cols, K_mat, pad_shape, in_shape = self._cached(self._cache)
         D = _channels_last(dout).reshape(len(cols), self.c_out)  # Delta_mat
-        dK_mat = cols.T @ D  # eq. (17.8), left: eq. (17.1) for all filters at once
+        dK_mat = cols.T @ D  # eq. (18.8), left: eq. (18.1) for all filters at once
         dK = dK_mat.reshape(self.k, self.k, self.c_in, self.c_out)
         self.grads["K"][...] = dK.transpose(3, 2, 0, 1)  # back to (c, c', u, v)
         if self.bias:
             D.sum(axis=0, out=self.grads["b"])
         if not input_grad:
             return None
-        # eq. (17.8), middle and right: the gradient of every window, then each added
-        # back onto the pixels it was copied from (col2im); together, eq. (17.2).
+        # eq. (18.8), middle and right: the gradient of every window, then each added
+        # back onto the pixels it was copied from (col2im); together, eq. (18.2).
         dA_pad = col2im(D @ K_mat.T, pad_shape, self.k, self.stride)
         p, (_, _, n_H, n_W) = self.padding, in_shape
         return _channels_first(dA_pad[:, p : p + n_H, p : p + n_W, :])
@@ -443,9 +443,9 @@ class BatchNorm2D(Layer):
     """Batch normalisation of feature maps, per channel, exactly as PyTorch defines it.
 
     In training, every channel is standardised with the mean and (biased) variance of
-    its m = B H W values in the batch, then scaled by ``gamma`` and shifted by ``beta``
-    (eq. (18.3)); the running averages are updated with the rate
-    ``momentum`` and the *unbiased* variance (eq. (18.4)). At inference
+    its n_BN = B H W values in the batch, then scaled by ``gamma`` and shifted by
+    ``beta`` (eq. (17.3)); the running averages are updated with the rate
+    ``momentum`` and the *unbiased* variance (eq. (17.4)). At inference
     the running averages replace the batch statistics.
 
     Parameters
@@ -497,7 +497,7 @@ class BatchNorm2D(Layer):
         return (self.channels, None, None)
 
     def _column_sums(self, M: np.ndarray) -> np.ndarray:
-        """1^T M for an (m, C) matrix: one matrix-vector product, which BLAS runs on
+        """1^T M for an (n_BN, C) matrix: one matrix-vector product, which BLAS runs on
         every core (NumPy's own M.sum(axis=0) uses one)."""
         if self._ones is None or len(self._ones) != len(M):
             self._ones = np.ones(len(M), dtype=M.dtype)
@@ -506,7 +506,7 @@ class BatchNorm2D(Layer):
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         _check_maps("BatchNorm2D", X, self.channels)
         B, C, n_H, n_W = X.shape
-        Z = _channels_last(X).reshape(-1, C)  # (m, C): a view for channels-last maps
+        Z = _channels_last(X).reshape(-1, C)  # (n_BN, C): a view for channels-last maps
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             self._cache = None
@@ -520,17 +520,17 @@ class BatchNorm2D(Layer):
                 "batch to estimate its statistics, but got one; use a larger batch (or "
                 "drop a last batch of one), or call forward with training=False."
             )
-        m = len(Z)
-        mean = self._column_sums(Z) / m
+        n_bn = len(Z)
+        mean = self._column_sums(Z) / n_bn
         Z_hat = Z - mean
-        var = self._column_sums(Z_hat * Z_hat) / m  # biased: the batch's own variance
+        var = self._column_sums(Z_hat * Z_hat) / n_bn  # biased: the batch's variance
         inv_std = 1 / np.sqrt(var + self.eps)
-        Z_hat *= inv_std  # standardised: eq. (18.3)
-        rho = self.momentum  # eq. (18.4), unbiased variance
+        Z_hat *= inv_std  # standardised: eq. (17.3)
+        rho = self.momentum  # eq. (17.4), unbiased variance
         self.params["running_mean"] *= 1 - rho
         self.params["running_mean"] += rho * mean
         self.params["running_var"] *= 1 - rho
-        self.params["running_var"] += rho * var * (m / (m - 1))
+        self.params["running_var"] += rho * var * (n_bn / (n_bn - 1))
         self._cache = (Z_hat, inv_std)
         out = Z_hat * gamma
         out += beta
@@ -539,17 +539,17 @@ class BatchNorm2D(Layer):
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         Z_hat, inv_std = self._cached(self._cache)
         B, C, n_H, n_W = dout.shape
-        D = _channels_last(dout).reshape(-1, C)
-        m = len(D)
-        dbeta = self._column_sums(D)  # eq. (17.4)
+        D = _channels_last(dout).reshape(-1, C)  # dL/dy, one column per channel
+        n_bn = len(D)
+        dbeta = self._column_sums(D)  # eq. (18.4)
         dgamma = self._column_sums(D * Z_hat)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not input_grad:
             return None
-        # eq. (17.6): dZ = (gamma / sigma) (D - mean(D) - Z_hat mean(D Z_hat))
-        dZ = Z_hat * (dgamma / m)
-        dZ += dbeta / m
+        # eq. (18.6): dZ = (gamma / sigma_hat) (D - mean(D) - Z_hat mean(D Z_hat))
+        dZ = Z_hat * (dgamma / n_bn)
+        dZ += dbeta / n_bn
         np.subtract(D, dZ, out=dZ)
         dZ *= self.params["gamma"] * inv_std
         return _channels_first(dZ.reshape(B, n_H, n_W, C))
@@ -639,7 +639,7 @@ def _pool_windows(A: np.ndarray, k: int, s: int, training: bool):
 
 
 def _route_windows(D, winner, dA, k: int, s: int) -> None:
-    """Eq. (17.3): add each gradient of D onto the winner of its window, in dA."""
+    """Eq. (18.3): add each gradient of D onto the winner of its window, in dA."""
     H_out, W_out = winner.shape[1:3]
     for n, (u, v) in enumerate(np.ndindex(k, k)):
         rows = slice(u, u + s * (H_out - 1) + 1, s)
@@ -667,7 +667,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
 
 
 def _route_2x2(D, winner, dA) -> None:
-    """Eq. (17.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
+    """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
     in_top, left_in_top, left_in_bottom = winner
     H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
     D_top = D * in_top

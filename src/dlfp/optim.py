@@ -18,7 +18,7 @@ Schedules
 Every learning-rate schedule of the book is here, each a function that returns
 ``rate(t)``: :func:`cosine_schedule` (per epoch, the MLP's), :func:`warmup_schedule`
 (per step, eq. (8.8)) and :func:`warmup_cosine_schedule` (per step, the CNNs',
-eq. (18.7)).
+eq. (17.7)).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def warmup_schedule(lr: float, steps: int) -> Callable[[int], float]:
 def warmup_cosine_schedule(
     lr: float, total_steps: int, warmup: float
 ) -> Callable[[int], float]:
-    """The CNNs' rate: a linear warm-up from 0, then half a cosine to 0: eq. (18.7).
+    """The CNNs' rate: a linear warm-up from 0, then half a cosine to 0: eq. (17.7).
 
     The warm-up lasts ``max(1, round(warmup * total_steps))`` steps; the rate peaks at
     ``lr`` when it ends and reaches 0 at step ``total_steps`` (and stays there).
@@ -274,9 +274,9 @@ def warmup_cosine_schedule(
 
     def rate(step: int) -> float:
         if step < warm:
-            return lr * step / warm  # eq. (18.7), warm-up
+            return lr * step / warm  # eq. (17.7), warm-up
         progress = (step - warm) / max(1, total_steps - warm)
-        return lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # eq. (18.7)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # eq. (17.7)
 
     return rate
 

@@ -54,7 +54,7 @@ class CNNConfig:
         return side
 
     def parameter_count(self, k: int = 3) -> int:
-        """Trainable parameters of the network, counted by hand: eq. (18.2)."""
+        """Trainable parameters of the network, counted by hand: eq. (17.2)."""
         n = (1, *self.channels)  # n[0] = 1 input channel, then each block's filters
         hidden, side, classes = self.hidden, self.feature_side(), self.classes
         blocks = sum(k * k * n[b - 1] * n[b] + 2 * n[b] for b in range(1, len(n)))
@@ -70,7 +70,7 @@ class CNNConfig:
 
 
 def learning_rate(step: int, total_steps: int, config: CNNConfig) -> float:
-    """The rate at step ``step`` (from 0) of a run of ``total_steps``: eq. (18.7).
+    """The rate at step ``step`` (from 0) of a run of ``total_steps``: eq. (17.7).
 
     Every implementation of the CNN follows this curve: it rises from 0 to ``config.lr``
     over the first ``config.warmup`` of the steps and decays to 0 at the last step
