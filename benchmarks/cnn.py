@@ -31,8 +31,8 @@ import json
 import sys
 from pathlib import Path
 
-from dlfp.frameworks import CNNConfig, compare, keras_cnn, torch_cnn
-from dlfp.recipes import load_mnist_for
+from dlfp.frameworks import compare, keras_cnn, torch_cnn
+from dlfp.recipes import CNNConfig, load_mnist_for
 
 TASKS = ("training", "inference, batch", "inference, one image")
 

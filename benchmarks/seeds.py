@@ -65,7 +65,7 @@ def run_one(
         validation = history.val_accuracy[-1]
     elif recipe == "numpy":
         from dlfp.cnn import train_cnn
-        from dlfp.frameworks import CNNConfig
+        from dlfp.recipes import CNNConfig
 
         config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
         data = load_mnist_for(config)
@@ -73,7 +73,8 @@ def run_one(
         test = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)[1]
         validation = history["val_accuracy"][-1]
     else:
-        from dlfp.frameworks import CNNConfig, backend
+        from dlfp.frameworks import backend
+        from dlfp.recipes import CNNConfig
 
         module = backend.get(f"{recipe}-cnn")  # a Backend: dlfp.frameworks.torch_cnn
         config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))

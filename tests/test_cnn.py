@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from dlfp import conv
-from dlfp.artifacts import artifact_path
-from dlfp.cnn import AdamW, cnn, profile_steps, train_cnn, trained_cnn
-from dlfp.frameworks import CNNConfig
+from dlfp.artifacts import artifact_path, trained_cnn
+from dlfp.cnn import cnn, profile_steps, train_cnn
 from dlfp.layers import Parameter
-from dlfp.recipes import load_mnist_for
+from dlfp.optim import AdamW
+from dlfp.recipes import CNNConfig, load_mnist_for
 
 #: A small version of the recipe: two narrow blocks, 2,000 training images, one epoch.
 TINY = CNNConfig(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dlfp.data import load_mnist
-from dlfp.frameworks import Batches, CNNConfig
+from dlfp.recipes import Batches, CNNConfig
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 compare = pytest.importorskip("dlfp.frameworks.compare")

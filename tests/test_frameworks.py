@@ -11,8 +11,9 @@ import pytest
 from dlfp import artifacts
 from dlfp.claims import check_claim, claim_for, load_runs
 from dlfp.data import load_mnist
-from dlfp.frameworks import Batches, CNNConfig, backend, learning_rate
+from dlfp.frameworks import backend
 from dlfp.frameworks.compare import count_lines
+from dlfp.recipes import Batches, CNNConfig, learning_rate
 
 # What both frameworks share runs with NumPy alone; each PyTorch or Keras test asks for
 # its framework through a fixture and skips when that framework is not installed.

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlfp.artifacts import kept_mlp, save_trained
+from dlfp.artifacts import kept_mlp, save_trained, trained_mlp
 from dlfp.cli import main
 from dlfp.data import load_mnist, random_shift
 from dlfp.model import load, mlp
-from dlfp.recipes import MLPConfig, load_mnist_for, train_mlp, trained_mlp
+from dlfp.recipes import MLPConfig, load_mnist_for, train_mlp
 from dlfp.train import print_log
 
 TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_shift=1)

@@ -99,8 +99,8 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
         return real(config, *args, **kwargs)
 
     monkeypatch.setattr(recipes, "train_mlp", counting)
-    recipes.trained_mlp(TINY)
-    recipes.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
     assert len(trained) == 1, "an unchanged recipe must be loaded, not retrained"
 
     # Another version of NumPy computes other numbers: a new key, a new training.
@@ -110,7 +110,7 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
         "package_versions",
         lambda packages: {**versions(packages), "numpy": "0.0-other"},
     )
-    recipes.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
     assert len(trained) == 2
     monkeypatch.setattr(artifacts, "package_versions", versions)
 
@@ -119,19 +119,17 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
     code.write_text("# the training loop\n")
     sources = (*artifacts.SOURCES["mlp"], str(code))
     monkeypatch.setitem(artifacts.SOURCES, "mlp", sources)
-    recipes.trained_mlp(TINY)
-    recipes.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
     code.write_text("# the training loop, changed\n")
-    recipes.trained_mlp(TINY)
+    artifacts.trained_mlp(TINY)
     assert len(trained) == 4
 
 
 def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
-    from dlfp import frameworks
-
-    config = frameworks.CNNConfig()
-    path = frameworks.artifact_path("torch-cnn", config, ".pt")
-    assert path == frameworks.artifact_path("torch-cnn", config, ".pt")
+    config = recipes.CNNConfig()
+    path = artifacts.artifact_path("torch-cnn", config, ".pt")
+    assert path == artifacts.artifact_path("torch-cnn", config, ".pt")
     versions = artifacts.package_versions
     for package in ("torch", "numpy"):
         monkeypatch.setattr(
@@ -139,15 +137,15 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
             "package_versions",
             lambda names, p=package: {**versions(names), p: "0.0-other"},
         )
-        assert frameworks.artifact_path("torch-cnn", config, ".pt") != path, package
+        assert artifacts.artifact_path("torch-cnn", config, ".pt") != path, package
     monkeypatch.setattr(artifacts, "package_versions", versions)
-    keras_path = frameworks.artifact_path("keras-cnn", config, ".keras")
+    keras_path = artifacts.artifact_path("keras-cnn", config, ".keras")
     monkeypatch.setattr(
         artifacts,
         "package_versions",
         lambda names: {**versions(names), "tensorflow-cpu": "0.0-other"},
     )
-    assert frameworks.artifact_path("keras-cnn", config, ".keras") != keras_path
+    assert artifacts.artifact_path("keras-cnn", config, ".keras") != keras_path
     monkeypatch.setattr(artifacts, "package_versions", versions)
     # The data code is part of every framework's key: edit it, and the key changes.
     fake_data = artifacts.PACKAGE_ROOT / "data" / "mnist.py"
@@ -158,27 +156,24 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
         return text + b"# edited" if self == fake_data else text
 
     monkeypatch.setattr(type(fake_data), "read_bytes", edited)
-    assert frameworks.artifact_path("torch-cnn", config, ".pt") != path
+    assert artifacts.artifact_path("torch-cnn", config, ".pt") != path
 
 
 def test_every_kept_model_is_named_in_one_table(tmp_path, monkeypatch):
     """dlfp.artifacts lists, for every kind of kept model, the code and packages its
     numbers depend on; each kind's files are named after it, in the one folder."""
-    from dlfp.frameworks import CNNConfig
-
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     assert set(artifacts.PACKAGES) == set(artifacts.SOURCES)
     for kind in artifacts.SOURCES:  # every named source exists: fingerprint reads it
-        config = recipes.MLPConfig() if kind == "mlp" else CNNConfig()
+        config = recipes.MLPConfig() if kind == "mlp" else recipes.CNNConfig()
         path = artifacts.artifact_path(kind, config)
         assert path.parent == tmp_path and path.name.startswith(f"{kind}-")
         assert path.name.endswith(".npz")
     for kind in ("dlfp-cnn", "torch-cnn", "keras-cnn"):  # the shared CNN code
-        shared = {"frameworks/config.py", "frameworks/batches.py", "optim.py"}
+        shared = {*artifacts.RECIPES, "optim.py"}
         assert shared <= set(artifacts.SOURCES[kind]), kind
-    assert recipes.MLPConfig().key() == artifacts.key("mlp", recipes.MLPConfig())
     with pytest.raises(ValueError, match="kept model 'torch'; use one of mlp, "):
-        artifacts.artifact_path("torch", CNNConfig())
+        artifacts.artifact_path("torch", recipes.CNNConfig())
 
 
 def test_fingerprint_reads_every_named_source(tmp_path):
@@ -313,7 +308,8 @@ def test_tensorflow_writes_nothing_to_stderr():
     script = textwrap.dedent(
         """
         import numpy as np
-        from dlfp.frameworks import CNNConfig, keras_cnn
+        from dlfp.frameworks import keras_cnn
+        from dlfp.recipes import CNNConfig
         model = keras_cnn.build_model(CNNConfig())
         logits = keras_cnn.predict_logits(model, np.zeros((4, 28, 28), np.float32))
         assert logits.shape == (4, 10)

@@ -9,11 +9,10 @@ import pytest
 
 from dlfp import optim, toy
 from dlfp.activations import Tanh
-from dlfp.frameworks import CNNConfig, learning_rate
 from dlfp.layers import Dense
 from dlfp.losses import mse, softmax_cross_entropy
 from dlfp.model import ModelFileError, Sequential, load, mlp
-from dlfp.recipes import MLPConfig
+from dlfp.recipes import CNNConfig, MLPConfig, learning_rate
 from dlfp.train import TrainingDivergedError, batches, fit, train_step
 
 

@@ -37,9 +37,8 @@ from .cache import cache_dir
 
 if TYPE_CHECKING:
     from .frameworks.backend import Backend
-    from .frameworks.config import CNNConfig
     from .model import Sequential
-    from .recipes import MLPConfig
+    from .recipes import CNNConfig, MLPConfig
     from .train import History
 
 __all__ = [
@@ -109,31 +108,36 @@ def fingerprint(
 
 #: The modules (paths in the ``dlfp`` package folder) whose code decides the numbers of
 #: each kind of kept model: how it is built, trained and evaluated, and its data.
+#: The recipes, which every kind shares, and the data they read.
+RECIPES = (
+    "recipes/__init__.py",
+    "recipes/mlp.py",
+    "recipes/cnn.py",
+    "recipes/batches.py",
+)
+DATA = (
+    "data/__init__.py",
+    "data/idx.py",
+    "data/download.py",
+    "data/mnist.py",
+    "data/augment.py",
+)
 SOURCES: dict[str, tuple[str, ...]] = {
     "mlp": (
-        "recipes.py", "train.py", "model.py", "io.py", "registry.py", "layers.py",
-        "activations.py", "init.py", "optim.py", "losses.py", "artifacts.py",
-        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
-        "data/augment.py",
+        *RECIPES, "train.py", "model.py", "io.py", "registry.py", "layers.py",
+        "activations.py", "init.py", "optim.py", "losses.py", "artifacts.py", *DATA,
     ),
     "dlfp-cnn": (
-        "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
+        *RECIPES, "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
         "activations.py", "init.py", "optim.py", "losses.py", "train.py",
-        "artifacts.py", "recipes.py", "frameworks/config.py", "frameworks/batches.py",
-        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
-        "data/augment.py",
+        "artifacts.py", *DATA,
     ),
     "torch-cnn": (
-        "frameworks/config.py", "frameworks/batches.py", "frameworks/torch_cnn.py",
-        "optim.py", "recipes.py", "artifacts.py",
-        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
-        "data/augment.py",
+        *RECIPES, "frameworks/torch_cnn.py", "optim.py", "artifacts.py", *DATA,
     ),
     "keras-cnn": (
-        "frameworks/config.py", "frameworks/batches.py", "frameworks/keras_cnn.py",
-        "frameworks/_quiet.py", "optim.py", "recipes.py", "artifacts.py",
-        "data/__init__.py", "data/idx.py", "data/download.py", "data/mnist.py",
-        "data/augment.py",
+        *RECIPES, "frameworks/keras_cnn.py", "frameworks/_quiet.py", "optim.py",
+        "artifacts.py", *DATA,
     ),
 }  # fmt: skip
 
@@ -156,7 +160,7 @@ def key(kind: str, config) -> str:
         ``"keras-cnn"``.
     config : dataclass
         The recipe, a :class:`~dlfp.recipes.MLPConfig` or a
-        :class:`~dlfp.frameworks.CNNConfig`. The MLP's key also names the version of
+        :class:`~dlfp.recipes.CNNConfig`. The MLP's key also names the version of
         ``dlfp``, whose ``.npz`` format it is kept in.
     """
     if kind not in SOURCES:
@@ -233,14 +237,14 @@ def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
         The model and the metadata saved with it: ``config``, ``history`` (the
         :class:`~dlfp.train.History` as a dict of lists) and ``train_seconds``.
     """
-    from . import recipes
     from .io import load
+    from .recipes import MLPConfig, train_mlp
 
-    config = recipes.MLPConfig() if config is None else config
+    config = MLPConfig() if config is None else config
     path = artifact_path("mlp", config)
     if not path.is_file():
         start = time.perf_counter()
-        model, history = recipes.train_mlp(config, verbose=verbose)
+        model, history = train_mlp(config, verbose=verbose)
         save_trained(model, config, history, time.perf_counter() - start)
     model = load(path)
     return model, model.metadata
@@ -265,9 +269,8 @@ def trained_cnn(
         ``train_seconds``.
     """
     from . import cnn
-    from .frameworks.config import CNNConfig
     from .io import load
-    from .recipes import load_mnist_for
+    from .recipes import CNNConfig, load_mnist_for
 
     config = CNNConfig() if config is None else config
     path = artifact_path("dlfp-cnn", config)

@@ -21,10 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import DataError, load_mnist
-from .frameworks import CNNConfig
 from .io import ModelFileError, load
 from .metrics import confusion_matrix
-from .recipes import MLPConfig, load_mnist_for, train_mlp
+from .recipes import CNNConfig, MLPConfig, load_mnist_for, train_mlp
 from .report import Table
 from .train import TrainingDivergedError
 

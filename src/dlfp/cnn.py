@@ -1,14 +1,13 @@
-"""The book's CNN in dlfp alone: the architecture, AdamW, training, and where time goes.
+"""The book's CNN in dlfp alone: the architecture, training, and where time goes.
 
-The network is the one :class:`dlfp.frameworks.CNNConfig` describes, which Part III
+The network is the one :class:`dlfp.recipes.CNNConfig` describes, which Part III
 also trains in PyTorch and Keras; :func:`cnn` builds it from the layers of
 :mod:`dlfp.conv`. :func:`train_cnn` trains it on the same augmented mini-batches
-(:class:`dlfp.frameworks.Batches`) with the same schedule
-(:func:`dlfp.frameworks.learning_rate`) and the same optimizer, AdamW, as the PyTorch
-version, so the two runs differ only in the arithmetic; each step is
-:func:`dlfp.train.train_step`, as in the MLP's ``fit``. :func:`trained_cnn` (defined in
-:mod:`dlfp.artifacts`, with every kept model) keeps the trained model in the artifacts
-folder for later chapters.
+(:class:`dlfp.recipes.Batches`) with the same schedule
+(:func:`dlfp.recipes.learning_rate`) and the same optimizer as the PyTorch version,
+:class:`dlfp.optim.AdamW`, so the two runs differ only in the arithmetic; each step is
+:func:`dlfp.train.train_step`, as in the MLP's ``fit``. The store of kept models keeps
+the trained network for later chapters (:func:`dlfp.artifacts.trained_cnn`).
 
 The model takes rows of 784 pixels, like the perceptrons of Part II: its first layer,
 ``Reshape((1, 28, 28))``, views each row as a one-channel image. Everything that feeds
@@ -27,19 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import conv, optim
+from . import conv
 from .activations import ReLU
-from .artifacts import trained_cnn
 from .data import MNIST
-from .frameworks.batches import Batches
-from .frameworks.config import CNNConfig, learning_rate
 from .layers import Dense, Dropout, Layer
 from .losses import softmax_cross_entropy
 from .model import Sequential
-from .recipes import load_mnist_for
+from .optim import AdamW
+from .recipes import Batches, CNNConfig, learning_rate, load_mnist_for
 from .train import train_step
 
-__all__ = ["cnn", "AdamW", "train_cnn", "trained_cnn", "profile_steps"]
+__all__ = ["cnn", "train_cnn", "profile_steps"]
 
 
 def cnn(
@@ -78,51 +75,6 @@ def cnn(
     return Sequential(layers)
 
 
-class AdamW(optim.Adam):
-    """Adam with decoupled weight decay, as PyTorch's ``torch.optim.AdamW``.
-
-    Every step first shrinks the parameters by the factor 1 - eta lambda, then takes
-    Adam's step computed from the gradient of the loss alone: eq. (17.6).
-    (:class:`dlfp.optim.Adam`'s ``weight_decay`` instead adds lambda theta to the
-    gradient, where Adam's scaling distorts it.)
-
-    Parameters
-    ----------
-    params, lr, betas, eps
-        As for :class:`dlfp.optim.Adam`.
-    weight_decay : float
-        The decoupled decay lambda.
-    decay_all : bool
-        Decay every parameter, biases and batch-norm scales included, as PyTorch does
-        with the parameters it is given (the book's recipe); False decays only weights
-        and filters (the parameters whose ``decay`` flag is set).
-    """
-
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        *,
-        weight_decay: float = 0.01,
-        decay_all: bool = True,
-    ):
-        super().__init__(params, lr, betas, eps)  # no L2 term in the gradient
-        self.decoupled_decay, self.decay_all = float(weight_decay), decay_all
-
-    def step(self) -> None:
-        shrink = 1.0 - self.lr * self.decoupled_decay  # eq. (17.6)
-        if shrink != 1.0:
-            for p in self.params:
-                if self.decay_all or p.decay:
-                    np.multiply(p.value, shrink, out=p.value)
-        super().step()
-
-    def __repr__(self) -> str:
-        return f"AdamW(lr={self.lr}, weight_decay={self.decoupled_decay})"
-
-
 def train_cnn(
     config: CNNConfig = CNNConfig(),
     data: MNIST | None = None,
@@ -133,7 +85,7 @@ def train_cnn(
 ) -> tuple[Sequential, dict[str, list]]:
     """Train the CNN of ``config`` with dlfp, exactly as the PyTorch chapter does.
 
-    The batches are :class:`~dlfp.frameworks.Batches` of ``config`` (the same arrays
+    The batches are :class:`~dlfp.recipes.Batches` of ``config`` (the same arrays
     PyTorch sees), the rate at step t is ``learning_rate(t, total, config)``, and the
     optimizer is :class:`AdamW` with decay on every parameter. The generator seeded
     with ``config.seed`` draws the initial weights and then the dropout masks.

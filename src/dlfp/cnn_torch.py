@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cnn import AdamW, cnn
+from .cnn import cnn
 from .conv import BatchNorm2D, Conv2D
 from .data import MNIST
-from .frameworks.batches import Batches
-from .frameworks.config import CNNConfig, learning_rate
 from .layers import Dense, Dropout
 from .losses import softmax_cross_entropy
 from .model import Sequential
-from .recipes import load_mnist_for
+from .optim import AdamW
+from .recipes import Batches, CNNConfig, learning_rate, load_mnist_for
 from .train import train_step
 
 if TYPE_CHECKING:
@@ -152,8 +151,8 @@ def lockstep(
     """Train the dlfp CNN and PyTorch's from the same weights, step for step.
 
     Both see the first ``steps`` batches of ``config``'s training run
-    (:class:`~dlfp.frameworks.Batches`), with the learning rate of its schedule
-    (:func:`~dlfp.frameworks.learning_rate`) and AdamW; PyTorch's dropout uses the
+    (:class:`~dlfp.recipes.Batches`), with the learning rate of its schedule
+    (:func:`~dlfp.recipes.learning_rate`) and AdamW; PyTorch's dropout uses the
     mask that dlfp's drew for the same batch. Both run on ``threads`` threads (None:
     as they are): alternating every step, the idle threads of one library's pool,
     still spinning, would slow the other down on a machine with few cores.

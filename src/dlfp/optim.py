@@ -38,6 +38,7 @@ __all__ = [
     "AdaGrad",
     "RMSProp",
     "Adam",
+    "AdamW",
     "cosine_schedule",
     "warmup_schedule",
     "warmup_cosine_schedule",
@@ -207,6 +208,51 @@ class Adam(Optimizer):
         theta -= step * (m / denom)
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as PyTorch's ``torch.optim.AdamW``.
+
+    Every step first shrinks the parameters by the factor 1 - eta lambda, then takes
+    Adam's step computed from the gradient of the loss alone: eq. (17.6).
+    (:class:`Adam`'s ``weight_decay`` instead adds lambda theta to the
+    gradient, where Adam's scaling distorts it.)
+
+    Parameters
+    ----------
+    params, lr, betas, eps
+        As for :class:`dlfp.optim.Adam`.
+    weight_decay : float
+        The decoupled decay lambda.
+    decay_all : bool
+        Decay every parameter, biases and batch-norm scales included, as PyTorch does
+        with the parameters it is given (the book's recipe); False decays only weights
+        and filters (the parameters whose ``decay`` flag is set).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        *,
+        weight_decay: float = 0.01,
+        decay_all: bool = True,
+    ):
+        super().__init__(params, lr, betas, eps)  # no L2 term in the gradient
+        self.decoupled_decay, self.decay_all = float(weight_decay), decay_all
+
+    def step(self) -> None:
+        shrink = 1.0 - self.lr * self.decoupled_decay  # eq. (17.6)
+        if shrink != 1.0:
+            for p in self.params:
+                if self.decay_all or p.decay:
+                    np.multiply(p.value, shrink, out=p.value)
+        super().step()
+
+    def __repr__(self) -> str:
+        return f"AdamW(lr={self.lr}, weight_decay={self.decoupled_decay})"
+
+
 def cosine_schedule(
     lr_max: float, epochs: int, lr_min: float = 0.0
 ) -> Callable[[int], float]:
@@ -260,8 +306,8 @@ def warmup_cosine_schedule(
     -------
     callable
         ``rate(step) -> float`` for the step counted from 0; set ``optimizer.lr`` from
-        it before every step (:func:`dlfp.frameworks.learning_rate` is its value for a
-        :class:`~dlfp.frameworks.CNNConfig`).
+        it before every step (:func:`dlfp.recipes.learning_rate` is its value for a
+        :class:`~dlfp.recipes.CNNConfig`).
 
     Notes
     -----

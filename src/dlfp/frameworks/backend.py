@@ -2,7 +2,7 @@
 
 :mod:`dlfp.frameworks.torch_cnn` and :mod:`dlfp.frameworks.keras_cnn` are backends:
 modules that build, train, run, save and export the network of a
-:class:`~dlfp.frameworks.CNNConfig` with one framework. Code that works with either
+:class:`~dlfp.recipes.CNNConfig` with one framework. Code that works with either
 (:func:`dlfp.artifacts.trained_run`, the chapters, the benchmarks) receives the module
 itself and calls only what :class:`Backend` lists. :func:`get` imports a backend by its
 name; :func:`check` says what a module lacks.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..data import MNIST
-    from .config import CNNConfig
+    from ..recipes import CNNConfig
 
 __all__ = [
     "Backend",

@@ -50,9 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..recipes import Batches, CNNConfig, learning_rate
 from ..threads import available_cores, requested_threads
-from .batches import Batches
-from .config import CNNConfig, learning_rate
 
 #: The side of the square images, in pixels (MNIST's: 28).
 SIDE = CNNConfig.image_side
@@ -720,7 +719,8 @@ class _DlfpTrainer:
     network, AdamW and schedule, in NumPy, with its BLAS on :func:`threads` threads."""
 
     def __init__(self, config: CNNConfig, total_steps: int, options: dict, device):
-        from ..cnn import AdamW, cnn
+        from ..cnn import cnn
+        from ..optim import AdamW
 
         if _device_kind(device) != "cpu":
             raise ValueError("dlfp computes with NumPy, on the CPU only.")

@@ -23,10 +23,8 @@ from keras import layers  # noqa: E402
 
 from ..artifacts import trained_run  # noqa: E402
 from ..data import MNIST  # noqa: E402
-from ..recipes import load_mnist_for  # noqa: E402
+from ..recipes import Batches, CNNConfig, learning_rate, load_mnist_for  # noqa: E402
 from . import backend  # noqa: E402
-from .batches import Batches  # noqa: E402
-from .config import CNNConfig, learning_rate  # noqa: E402
 
 __all__ = [
     "build_model",
@@ -75,7 +73,7 @@ def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
 
 
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """:func:`dlfp.frameworks.learning_rate` as a Keras schedule."""
+    """:func:`dlfp.recipes.learning_rate` as a Keras schedule."""
 
     def __init__(self, total_steps: int, config: CNNConfig):
         self.total_steps, self.config = total_steps, config

@@ -16,11 +16,9 @@ from torch import nn
 
 from ..artifacts import trained_run
 from ..data import MNIST
-from ..recipes import load_mnist_for
+from ..recipes import Batches, CNNConfig, learning_rate, load_mnist_for
 from ..threads import requested_threads
 from . import backend
-from .batches import Batches
-from .config import CNNConfig, learning_rate
 
 if (_threads := requested_threads()) is not None:  # DLFP_THREADS caps both pools
     torch.set_num_threads(_threads)

@@ -19,7 +19,7 @@ __all__ = ["CNNConfig", "learning_rate"]
 
 @dataclass(frozen=True)
 class CNNConfig:
-    """The architecture and training recipe shared by both frameworks.
+    """The architecture and training recipe shared by NumPy, PyTorch and Keras.
 
     One block per entry of ``channels``, each halving the side of the feature maps
     (rounding down: 28, 14, 7, 3), then the classifier:

@@ -1,4 +1,4 @@
-"""The book's MNIST recipe for the from-scratch network, in one place.
+"""The MNIST recipe of Part II's network: :class:`MLPConfig` and :func:`train_mlp`.
 
 Part II trains one multilayer perceptron; the chapters, the command line (``dlfp train
 mlp``) and the tests all use :class:`MLPConfig` and :func:`train_mlp`, so the numbers in
@@ -9,12 +9,9 @@ set, which is used once, at the end. Chapter *Training the network* shows the ev
 that short runs can give (activation and initialisation, optimizer, learning rate) and
 says where they cannot (dropout and augmentation pay off over long runs).
 
-Trained models are kept in an *artifacts* folder so that a later chapter can look
-inside the network an earlier chapter trained without training it again: the folder
-named by ``DLFP_ARTIFACTS``, else ``~/.cache/dlfp/artifacts``, under a name that changes
-with the configuration, the code and the package versions. :mod:`dlfp.artifacts` does
-that for every kept model; :func:`save_trained` and :func:`trained_mlp` are its MLP
-functions, importable from here too.
+A recipe is plain data and the code that trains it: it knows nothing of where trained
+models are kept. :mod:`dlfp.artifacts` keeps them (:func:`~dlfp.artifacts.trained_mlp`,
+:func:`~dlfp.artifacts.save_trained`), under a name computed from the configuration.
 """
 
 from __future__ import annotations
@@ -24,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import artifacts, optim
-from .artifacts import save_trained, trained_mlp
-from .data import MNIST, load_mnist, random_shift
-from .model import Sequential, mlp
-from .train import History, fit
+from .. import optim
+from ..data import MNIST, load_mnist, random_shift
+from ..model import Sequential, mlp
+from ..train import History, fit
 
-__all__ = ["MLPConfig", "load_mnist_for", "train_mlp", "save_trained", "trained_mlp"]
+__all__ = ["MLPConfig", "load_mnist_for", "train_mlp"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +45,6 @@ class MLPConfig:
     subset: int | None = None  #: train on this many images only (None: all)
     seed: int = 0
 
-    def key(self) -> str:
-        """A short hash of the configuration, the code that trains it and the versions
-        of the packages that compute it: the name of the file the model is kept in."""
-        return artifacts.key("mlp", self)
-
 
 def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
     """MNIST split as a training recipe asks: :func:`dlfp.data.load_mnist` with the
@@ -61,7 +52,7 @@ def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
 
     Parameters
     ----------
-    recipe : MLPConfig or dlfp.frameworks.CNNConfig
+    recipe : MLPConfig or CNNConfig
         Any object with those three attributes.
     folder : path, optional
         Where the MNIST files are; :func:`dlfp.data.data_dir` when omitted.

@@ -1,7 +1,7 @@
 """The CNN's training mini-batches, as NumPy arrays identical for every framework.
 
 :class:`Batches` indexes and augments the images before any framework sees them, so the
-NumPy, PyTorch and Keras runs of :class:`~dlfp.frameworks.config.CNNConfig` train on the
+NumPy, PyTorch and Keras runs of :class:`~dlfp.recipes.CNNConfig` train on the
 same arrays in the same order.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import random_shift
-from .config import CNNConfig
+from .cnn import CNNConfig
 
 __all__ = ["Batches"]
 
 
 class Batches:
-    """The training mini-batches of every epoch, identical for both frameworks.
+    """The training mini-batches of every epoch, identical for every implementation.
 
     Epoch ``e`` visits the images in the order of a permutation drawn from a generator
     seeded with ``(seed, e)``; batch ``i`` of that epoch is shifted at random by a

@@ -1,0 +1,113 @@
+"""The import directions of the library, written once and checked (CONTRIBUTING.md,
+"The layout"): the core never reaches up to recipes, kept models or frameworks; a recipe
+never reaches the store of kept models or a framework; importing a configuration never
+imports the verdict's experiment."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dlfp"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every dlfp module that ``path`` imports, at the top or inside a function."""
+    name = _module(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("dlfp")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if not base.startswith("dlfp"):
+                continue
+            found.add(base)
+            # `from . import optim` names a module; `from .x import f` names x.
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if _exists(m)}
+
+
+def _exists(module: str) -> bool:
+    relative = Path(*module.split(".")[1:])
+    return (PACKAGE / relative).with_suffix(".py").is_file() or (
+        PACKAGE / relative / "__init__.py"
+    ).is_file()
+
+
+def modules(*prefixes: str) -> dict[str, set[str]]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module(path)
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            found[name] = imports(path)
+    return found
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+#: The floors above the core: recipes, kept models, frameworks and their mirrors.
+UPPER = (
+    "dlfp.recipes", "dlfp.artifacts", "dlfp.frameworks", "dlfp.cnn", "dlfp.cnn_torch",
+    "dlfp.torch_reference", "dlfp.cli",
+)  # fmt: skip
+#: The network and its data, which need nothing above them.
+CORE = (
+    "dlfp.layers", "dlfp.activations", "dlfp.conv", "dlfp.registry", "dlfp.model",
+    "dlfp.train", "dlfp.optim", "dlfp.losses", "dlfp.init", "dlfp.io", "dlfp.gradcheck",
+    "dlfp.data",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("room", "forbidden"),
+    [
+        (CORE, UPPER),
+        (("dlfp.recipes",), tuple(u for u in UPPER if u != "dlfp.recipes")),
+        (("dlfp.artifacts",), ("dlfp.frameworks.compare", "dlfp.cli")),
+    ],
+    ids=["core", "recipes", "artifacts"],
+)
+def test_imports_run_one_way(room, forbidden):
+    broken = {
+        module: sorted(m for m in imported if _under(m, forbidden))
+        for module, imported in modules(*room).items()
+    }
+    broken = {m: bad for m, bad in broken.items() if bad}
+    assert not broken, f"imports that run back up the house: {broken}"
+
+
+def test_the_checker_sees_relative_and_late_imports():
+    """The walk above must find what it forbids, or it could never fail."""
+    cnn = imports(PACKAGE / "cnn.py")
+    assert {"dlfp.recipes", "dlfp.optim", "dlfp.conv"} <= cnn
+    artifacts = imports(PACKAGE / "artifacts.py")  # imports recipes inside functions
+    assert "dlfp.recipes" in artifacts and "dlfp.io" in artifacts
+
+
+def test_a_configuration_imports_no_experiment_and_no_framework():
+    script = (
+        "import sys\n"
+        "from dlfp.recipes import CNNConfig, MLPConfig\n"
+        "from dlfp.frameworks import Backend\n"
+        "heavy = [m for m in ('dlfp.frameworks.compare', 'dlfp.artifacts', 'torch',"
+        " 'tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
