@@ -14,7 +14,7 @@ Each run's validation and test accuracy is printed as one JSON line and written 
 chapters find it on Binder and from a wheel too); the chapters read that file and check
 their claims against :func:`dlfp.claims.claim_bound`.
 
-Run:  python benchmarks/seeds.py mlp torch keras numpy [--seeds 0 1 2 3 4]
+Run:  python benchmarks/seeds.py mlp numpy-cnn torch-cnn keras-cnn [--seeds 0 1 2 3 4]
       python benchmarks/seeds.py --summary      (the table, from the results file)
 """
 
@@ -28,8 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+import dlfp.recipes
+
 RESULTS = Path(__file__).resolve().parents[1] / "src" / "dlfp" / "seeds.json"
-RECIPES = ("mlp", "torch", "keras", "numpy")  # numpy: the CNN in dlfp alone
+#: The recipes by their one name (dlfp.recipes.RECIPES, which imports NumPy alone).
+RECIPES = tuple(dlfp.recipes.RECIPES)
 # With --subset: a quick check of the script, never recorded.
 SMOKE = {"epochs": 1, "validation_size": 500}
 
@@ -38,7 +41,7 @@ def variants(recipe: str, seeds: list[int]) -> list[dict]:
     """The runs of one recipe: every seed at the defaults, then seed 0 perturbed."""
     runs = [{"seed": s, "threads": None, "onednn": None} for s in seeds]
     runs.append({"seed": seeds[0], "threads": 1, "onednn": None})
-    if recipe == "keras":  # the default is on or off depending on the CPU: try both
+    if recipe == "keras-cnn":  # the default is on or off depending on the CPU: try both
         runs += [{"seed": seeds[0], "threads": None, "onednn": v} for v in (1, 0)]
     return runs
 
@@ -63,7 +66,7 @@ def run_one(
         model, history = train_mlp(config, data)
         test = model.evaluate(data.test.flat, data.test.labels)[1]
         validation = history.val_accuracy[-1]
-    elif recipe == "numpy":
+    elif recipe == "numpy-cnn":
         from dlfp.cnn import train_cnn
         from dlfp.recipes import CNNConfig
 
@@ -76,7 +79,7 @@ def run_one(
         from dlfp.frameworks import backend
         from dlfp.recipes import CNNConfig
 
-        module = backend.get(f"{recipe}-cnn")  # a Backend: dlfp.frameworks.torch_cnn
+        module = backend.get(recipe)  # a Backend: dlfp.frameworks.torch_cnn
         config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
         data = load_mnist_for(config)
         model, history = module.train(config, data)

@@ -102,7 +102,7 @@ def test_training_is_reproducible_and_learns(tiny_data):
 def test_the_trained_cnn_is_kept_for_later_chapters(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     model, metadata = trained_cnn(TINY)
-    path = artifact_path("dlfp-cnn", TINY)
+    path = artifact_path("numpy-cnn", TINY)
     assert path.parent == tmp_path and path.is_file()
     assert metadata["config"]["channels"] == [8, 16]
     assert 0.5 < metadata["test_accuracy"] <= 1 and metadata["train_seconds"] > 0
@@ -200,7 +200,7 @@ def test_the_book_cnn_reaches_its_claim():
     data = load_mnist_for(config)
     model, history = train_cnn(config, data)
     _, test_accuracy = model.evaluate(data.test.flat, data.test.labels)
-    check_claim(claim_for("numpy"), test_accuracy, load_runs("numpy"))
+    check_claim(claim_for("numpy-cnn"), test_accuracy, load_runs("numpy-cnn"))
     assert history["val_accuracy"][-1] >= 0.99
 
 
@@ -213,7 +213,9 @@ def test_train_cnn_and_evaluate_on_the_command_line(tmp_path, capsys):
     from dlfp.model import load
 
     path = tmp_path / "cnn.npz"
-    argv = "train cnn --epochs 3 --subset 3000 --channels 8,16 --hidden 32 --lr 0.01"
+    argv = (
+        "train numpy-cnn --epochs 3 --subset 3000 --channels 8,16 --hidden 32 --lr 0.01"
+    )
     assert main([*argv.split(), "--no-progress", "--output", str(path)]) == 0
     out = capsys.readouterr().out
     assert "training the CNN (8, 16) + 32 on 2,700 images" in out
@@ -245,7 +247,7 @@ def test_train_cnn_refuses_bad_options_before_training(
         raise AssertionError("training started despite a bad option")
 
     monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
-    assert main(["train", "cnn", "--no-progress", *options]) == 2
+    assert main(["train", "numpy-cnn", "--no-progress", *options]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dlfp: error: ") and message in err
     assert err.strip().endswith(".") and err.count("\n") == 1
@@ -255,6 +257,6 @@ def test_train_cnn_refuses_a_zero_channel_count(capsys):
     from dlfp.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "cnn", "--channels", "16,0"])
+        main(["train", "numpy-cnn", "--channels", "16,0"])
     assert exit_.value.code == 2
     assert "channel counts must be positive" in capsys.readouterr().err

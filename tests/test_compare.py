@@ -154,7 +154,10 @@ def test_machine_names_the_processor_cores_and_versions():
 def test_seed_accuracy_summarises_each_framework(tmp_path):
     runs = [
         {"recipe": recipe, "seed": s, "test_accuracy": acc, "n_test": 10000}
-        for recipe, accs in (("torch", (0.99, 0.992)), ("keras", (0.991, 0.989)))
+        for recipe, accs in (
+            ("torch-cnn", (0.99, 0.992)),
+            ("keras-cnn", (0.991, 0.989)),
+        )
         for s, acc in enumerate(accs)
     ]
     path = tmp_path / "seeds.json"

@@ -350,7 +350,7 @@ def test_torch_cnn_reaches_its_claim(torch_cnn, mnist):
     model, _ = torch_cnn.train(CNNConfig(), mnist)
     logits = torch_cnn.predict_logits(model, mnist.test.images)
     accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
-    check_claim(claim_for("torch"), accuracy, load_runs("torch"))
+    check_claim(claim_for("torch-cnn"), accuracy, load_runs("torch-cnn"))
 
 
 @pytest.mark.mnist
@@ -359,4 +359,4 @@ def test_keras_cnn_reaches_its_claim(keras_cnn, mnist):
     model, _ = keras_cnn.train(CNNConfig(), mnist)
     logits = keras_cnn.predict_logits(model, mnist.test.images)
     accuracy = float((logits.argmax(axis=1) == mnist.test.labels).mean())
-    check_claim(claim_for("keras"), accuracy, load_runs("keras"))
+    check_claim(claim_for("keras-cnn"), accuracy, load_runs("keras-cnn"))

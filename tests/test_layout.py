@@ -111,3 +111,24 @@ def test_a_configuration_imports_no_experiment_and_no_framework():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_each_recipe_has_one_name_everywhere():
+    """The seed runs, the kept models, the frameworks' backends and the claims all call
+    a recipe by its name in dlfp.recipes.RECIPES."""
+    import json
+
+    from dlfp import artifacts, claims, recipes
+    from dlfp.frameworks import backend
+
+    names = set(recipes.RECIPES)
+    assert names == {"mlp", "numpy-cnn", "torch-cnn", "keras-cnn"}
+    runs = json.loads(claims.results_path().read_text())["runs"]
+    assert {r["recipe"] for r in runs} == names
+    assert set(artifacts.SOURCES) == set(artifacts.PACKAGES) == names
+    assert set(backend.BACKENDS) <= names
+    with pytest.raises(ValueError, match="unknown recipe 'torch'; use one of mlp, "):
+        claims.load_runs("torch")
+    with pytest.raises(ValueError, match="unknown recipe 'cnn'; use one of mlp, "):
+        recipes.recipe_config("cnn")
+    assert recipes.recipe_config("torch-cnn", seed=3) == recipes.CNNConfig(seed=3)

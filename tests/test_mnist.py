@@ -204,8 +204,8 @@ def test_console_script_is_installed():
     script = shutil.which("dlfp", path=str(Path(sys.executable).parent))
     assert script is not None, "the 'dlfp' console script is not installed"
     result = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "{mlp,cnn}" in result.stdout
-    for kind, option in (("mlp", "--hidden"), ("cnn", "--channels")):
+    assert result.returncode == 0 and "{mlp,numpy-cnn}" in result.stdout
+    for kind, option in (("mlp", "--hidden"), ("numpy-cnn", "--channels")):
         result = subprocess.run(
             [script, "train", kind, "--help"], capture_output=True, text=True
         )

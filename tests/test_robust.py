@@ -63,21 +63,21 @@ def test_seed_results_are_read_per_recipe_and_need_two_runs(tmp_path):
     path.write_text(json.dumps({"runs": [
         {"recipe": "mlp", "test_accuracy": 0.99, "n_test": 10},
         {"recipe": "mlp", "test_accuracy": 0.98, "n_test": 10},
-        {"recipe": "torch", "test_accuracy": 0.99, "n_test": 10},
+        {"recipe": "torch-cnn", "test_accuracy": 0.99, "n_test": 10},
     ]}))  # fmt: skip
     assert len(claims.load_runs("mlp", path)) == 2
     with pytest.raises(claims.ClaimError, match="at least two"):
-        claims.load_runs("torch", path)
+        claims.load_runs("torch-cnn", path)
     with pytest.raises(FileNotFoundError, match="benchmarks/seeds.py"):
         claims.load_runs("mlp", tmp_path / "none.json")
 
 
 def test_the_repository_keeps_seed_results_for_every_asserted_recipe():
-    for recipe in ("mlp", "torch", "keras"):
+    for recipe in ("mlp", "torch-cnn", "keras-cnn"):
         measured = claims.load_runs(recipe)
         assert len({r["seed"] for r in measured}) >= 5, recipe
         assert any(r["threads"] == 1 for r in measured), recipe
-    onednn = {r["onednn"] for r in claims.load_runs("keras")}
+    onednn = {r["onednn"] for r in claims.load_runs("keras-cnn")}
     assert {0, 1} <= onednn
 
 
@@ -169,7 +169,7 @@ def test_every_kept_model_is_named_in_one_table(tmp_path, monkeypatch):
         path = artifacts.artifact_path(kind, config)
         assert path.parent == tmp_path and path.name.startswith(f"{kind}-")
         assert path.name.endswith(".npz")
-    for kind in ("dlfp-cnn", "torch-cnn", "keras-cnn"):  # the shared CNN code
+    for kind in ("numpy-cnn", "torch-cnn", "keras-cnn"):  # the shared CNN code
         shared = {*artifacts.RECIPES, "optim.py"}
         assert shared <= set(artifacts.SOURCES[kind]), kind
     with pytest.raises(ValueError, match="kept model 'torch'; use one of mlp, "):

@@ -8,10 +8,11 @@ configuration, the source code that trains it, and the versions of the packages 
 compute it (:func:`fingerprint`). Change any of them and the name changes: the old file
 is never mistaken for a current one, and the model is trained again.
 
-This module is the one place for every kept model. Each kind has a name, the prefix of
-its files: ``"mlp"`` (Part II's perceptron, :func:`trained_mlp`), ``"dlfp-cnn"`` (the
-NumPy CNN, :func:`trained_cnn`), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks'
-CNNs, :func:`trained_run`, with a JSON record beside each model). A chapter that trains
+This module is the one place for every kept model. Each kind is a recipe of
+:data:`dlfp.recipes.RECIPES`, whose name is the prefix of its files: ``"mlp"`` (Part
+II's perceptron, :func:`trained_mlp`), ``"numpy-cnn"`` (the NumPy CNN,
+:func:`trained_cnn`), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks' CNNs,
+:func:`trained_run`, with a JSON record beside each model). A chapter that trains
 a model itself asks first for the run an earlier build kept (:func:`kept_mlp`,
 :func:`kept_run`), so that each recipe trains once, not once per build or launch.
 :data:`SOURCES` and :data:`PACKAGES` list what each kind's numbers depend on;
@@ -127,7 +128,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
         *RECIPES, "train.py", "model.py", "io.py", "registry.py", "layers.py",
         "activations.py", "init.py", "optim.py", "losses.py", "artifacts.py", *DATA,
     ),
-    "dlfp-cnn": (
+    "numpy-cnn": (
         *RECIPES, "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
         "activations.py", "init.py", "optim.py", "losses.py", "train.py",
         "artifacts.py", *DATA,
@@ -144,7 +145,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 #: The distributions whose versions change each kind's numbers.
 PACKAGES: dict[str, tuple[str, ...]] = {
     "mlp": ("numpy",),
-    "dlfp-cnn": ("numpy",),
+    "numpy-cnn": ("numpy",),
     "torch-cnn": ("numpy", "torch"),
     "keras-cnn": ("numpy", "tensorflow", "tensorflow-cpu", "keras"),
 }
@@ -156,7 +157,7 @@ def key(kind: str, config) -> str:
     Parameters
     ----------
     kind : str
-        A key of :data:`SOURCES`: ``"mlp"``, ``"dlfp-cnn"``, ``"torch-cnn"`` or
+        A key of :data:`SOURCES`: ``"mlp"``, ``"numpy-cnn"``, ``"torch-cnn"`` or
         ``"keras-cnn"``.
     config : dataclass
         The recipe, a :class:`~dlfp.recipes.MLPConfig` or a
@@ -273,7 +274,7 @@ def trained_cnn(
     from .recipes import CNNConfig, load_mnist_for
 
     config = CNNConfig() if config is None else config
-    path = artifact_path("dlfp-cnn", config)
+    path = artifact_path("numpy-cnn", config)
     if not path.is_file():
         data = load_mnist_for(config)
         start = time.perf_counter()

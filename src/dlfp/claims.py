@@ -48,7 +48,12 @@ def results_path() -> Path:
 
 
 def load_runs(recipe: str, path: str | Path | None = None) -> list[dict]:
-    """Every recorded run of ``recipe`` (``"mlp"``, ``"torch"``, ``"keras"``, ...)."""
+    """Every recorded run of ``recipe``, one of :data:`dlfp.recipes.RECIPES`
+    (``"mlp"``, ``"numpy-cnn"``, ``"torch-cnn"``, ``"keras-cnn"``)."""
+    from .recipes import RECIPES
+
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}.")
     path = results_path() if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -1,13 +1,13 @@
-"""The command line: ``dlfp train mlp``, ``dlfp train cnn`` and ``dlfp evaluate FILE``.
+"""The command line: ``dlfp train mlp``, ``dlfp train numpy-cnn``, ``dlfp evaluate``.
 
 ``dlfp train mlp`` trains the book's MNIST network (:mod:`dlfp.recipes`) and ``dlfp
-train cnn`` the convolutional network of Part III in NumPy alone (:mod:`dlfp.cnn`),
-each with a progress bar; both print the test accuracy and save the model. ``dlfp
-evaluate FILE`` reports the accuracy and confusion matrix of either kind of saved model
-on the MNIST test set. Errors a user can
-fix (missing data, a file that is not a model, an option that cannot work) are printed
-as one sentence, with exit status 2 and no traceback; options are checked before any
-training starts, so a mistake never costs a finished run.
+train numpy-cnn`` the convolutional network of Part III in NumPy alone
+(:mod:`dlfp.cnn`), each with a progress bar; both print the test accuracy and save the
+model. ``dlfp evaluate FILE`` reports the accuracy and confusion matrix of either kind
+of saved model on the MNIST test set. Errors a user can fix (missing data, a file that
+is not a model, an option that cannot work) are printed as one sentence, with exit
+status 2 and no traceback; options are checked before any training starts, so a
+mistake never costs a finished run.
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model on MNIST")
-    kinds = train.add_subparsers(dest="model", required=True, metavar="{mlp,cnn}")
+    kinds = train.add_subparsers(dest="model", required=True, metavar="{mlp,numpy-cnn}")
     mlp_defaults, cnn_defaults = MLPConfig(), CNNConfig()
     for kind, defaults, text in (
         ("mlp", mlp_defaults, "the book's multilayer perceptron (Part II)"),
-        ("cnn", cnn_defaults, "the book's CNN, in NumPy alone (Part III)"),
+        ("numpy-cnn", cnn_defaults, "the book's CNN, in NumPy alone (Part III)"),
     ):
         sub = kinds.add_parser(
             kind, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -177,7 +177,7 @@ def _recipe(kind, args, **more):
 
 def _train(args) -> int:
     _check_train_args(args)
-    if args.model == "cnn":
+    if args.model == "numpy-cnn":
         return _train_cnn(args)
     config = _recipe(MLPConfig, args)
     data = load_mnist_for(config, folder=args.data_dir)

@@ -78,7 +78,7 @@ def test_every_recipe_claims_from_the_installed_seed_runs(installed, outside):
 
     runs = json.loads(results_path().read_text())["runs"]
     recipes = sorted({r["recipe"] for r in runs})
-    assert {"mlp", "numpy", "torch", "keras"} <= set(recipes)
+    assert {"mlp", "numpy-cnn", "torch-cnn", "keras-cnn"} <= set(recipes)
     out = _python(
         installed,
         outside,

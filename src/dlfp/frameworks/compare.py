@@ -199,8 +199,8 @@ def seed_accuracy(path: str | Path | None = None) -> dict[str, dict]:
     from ..claims import load_runs, seed_summary
 
     return {
-        PYTORCH: seed_summary(load_runs("torch", path)),
-        TENSORFLOW: seed_summary(load_runs("keras", path)),
+        PYTORCH: seed_summary(load_runs("torch-cnn", path)),
+        TENSORFLOW: seed_summary(load_runs("keras-cnn", path)),
     }
 
 

@@ -11,6 +11,10 @@ configuration and the rules that go with it:
   the same arrays for every implementation;
 * :func:`load_mnist_for`: MNIST split as a recipe asks.
 
+Each recipe has one name, :data:`RECIPES`, used everywhere: by the seed runs
+(``seeds.json``), the claims (:mod:`dlfp.claims`), the kept models
+(:mod:`dlfp.artifacts`), the frameworks' backends, the verdict and the command line.
+
 A recipe imports only the core of dlfp and NumPy: the frameworks and the store of kept
 models (:mod:`dlfp.artifacts`) depend on the recipes, never the other way round.
 """
@@ -22,6 +26,8 @@ from .cnn import CNNConfig, learning_rate
 from .mlp import MLPConfig, load_mnist_for, train_mlp
 
 __all__ = [
+    "RECIPES",
+    "recipe_config",
     "MLPConfig",
     "train_mlp",
     "CNNConfig",
@@ -29,3 +35,19 @@ __all__ = [
     "Batches",
     "load_mnist_for",
 ]
+
+#: Every recipe by its one name, and the class of its configuration.
+RECIPES: dict[str, type[MLPConfig] | type[CNNConfig]] = {
+    "mlp": MLPConfig,  # Part II's perceptron, trained by dlfp (train_mlp)
+    "numpy-cnn": CNNConfig,  # Part III's CNN in NumPy alone (dlfp.cnn)
+    "torch-cnn": CNNConfig,  # the same recipe in PyTorch (dlfp.frameworks.torch_cnn)
+    "keras-cnn": CNNConfig,  # and in Keras (dlfp.frameworks.keras_cnn)
+}
+
+
+def recipe_config(name: str, **changes) -> MLPConfig | CNNConfig:
+    """The configuration of the recipe called ``name``, with ``changes`` applied:
+    ``recipe_config("torch-cnn", seed=3)``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}.")
+    return RECIPES[name](**changes)
