@@ -12,12 +12,14 @@ import inspect
 import numpy as np
 import pytest
 
-from dlfp import activations, conv, losses
+from dlfp import activations, conv, losses, registry
 from dlfp.gradcheck import check_layer, check_model
 from dlfp.layers import Dense, Dropout, Layer
 from dlfp.model import Sequential, load
 from dlfp.optim import SGD
 from dlfp.train import fit
+
+from .zoo import example
 
 TOL = 1e-6
 
@@ -378,21 +380,13 @@ def test_batch_of_one_is_fine_at_inference():
 
 
 def every_layer():
+    """Every registered layer type (``tests/zoo.py``), the identity base class, and a
+    whole model, which is itself a layer."""
     rng = np.random.default_rng(0)
+    zoo = [example(name, rng, np.float32) for name in registry.LAYERS]
     return [
-        (Dense(4, 3, rng=rng), (2, 4)),
-        (Dropout(0.5, rng=rng), (2, 4)),
-        (activations.ReLU(), (2, 4)),
-        (activations.Sigmoid(), (2, 4)),
-        (activations.Tanh(), (2, 4)),
-        (activations.LeakyReLU(), (2, 4)),
-        (activations.Softmax(), (2, 4)),
+        *((layer, X.shape) for layer, X in zoo),
         (Layer(), (2, 4)),
-        (conv.Conv2D(2, 3, 3, rng=rng), (2, 2, 5, 5)),
-        (conv.BatchNorm2D(2), (2, 2, 5, 5)),
-        (conv.MaxPool2D(2), (2, 2, 5, 5)),
-        (conv.Flatten(), (2, 2, 5, 5)),
-        (conv.Reshape((2, 2)), (2, 4)),
         (small_cnn(rng, np.float32), (2, 64)),
     ]
 

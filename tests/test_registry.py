@@ -8,35 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from dlfp import activations, conv, io, model, registry
+from dlfp import activations, io, model, registry
 from dlfp.layers import Dense, Dropout, Layer
 from dlfp.model import Sequential
 
+from .zoo import example
+
 
 def one_layer_model(name: str, rng: np.random.Generator, dtype):
-    """A model that holds a ``name`` layer, and a batch it takes: (model, X)."""
-    kind = registry.LAYERS[name]
-    maps = rng.random((4, 2, 6, 6)).astype(dtype)
-    if kind is Dense:
-        return Sequential([Dense(6, 3, init="he", rng=rng, dtype=dtype)]), maps[:, 0, 0]
-    if kind is Dropout:
-        return Sequential([Dropout(0.25, rng=rng)]), maps
-    if kind is activations.LeakyReLU:
-        return Sequential([activations.LeakyReLU(0.2)]), maps
-    if kind is activations.Softmax:
-        return Sequential([activations.Softmax()]), maps[:, 0, 0]
-    if kind is conv.Conv2D:
-        layer = conv.Conv2D(2, 3, 3, stride=2, padding=1, rng=rng, dtype=dtype)
-        return Sequential([layer]), maps
-    if kind is conv.BatchNorm2D:
-        layer = conv.BatchNorm2D(2, momentum=0.3, dtype=dtype)
-        layer.forward(maps, training=True)  # running averages away from the start
-        return Sequential([layer]), maps
-    if kind is conv.MaxPool2D:
-        return Sequential([conv.MaxPool2D(3, stride=2)]), maps
-    if kind is conv.Reshape:
-        return Sequential([conv.Reshape((2, 36))]), maps.reshape(4, -1)
-    return Sequential([kind()]), maps  # layers without arguments
+    """A model that holds a ``name`` layer (``tests/zoo.py``), and a batch it takes."""
+    layer, X = example(name, rng, dtype)
+    return Sequential([layer]), X
 
 
 def test_the_registry_names_every_layer_by_its_class_name():
@@ -122,3 +104,49 @@ def test_the_pytorch_mirror_reads_the_registry():
     np.testing.assert_allclose(theirs.detach().numpy(), ours, rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="no PyTorch equivalent"):
         torch_reference.to_torch(Sequential([activations.Softmax()]))
+
+
+@pytest.mark.parametrize("name", list(registry.LAYERS))
+def test_each_layer_states_its_own_facts(name):
+    """The model asks a layer whether it keeps the shape of its input and which of its
+    parameters decay; the file format asks it to rebuild itself. The facts must be
+    true of the layer."""
+    rng = np.random.default_rng(3)
+    net, X = one_layer_model(name, rng, np.float64)
+    (layer,) = net.layers
+    if layer.keeps_shape:
+        assert layer.forward(X, training=False).shape == X.shape, name
+    assert set(layer.decayed) <= set(layer.grads), f"{name} decays a non-parameter"
+    rebuilt = type(layer).from_config(layer.config(), dtype=np.float64, rng=rng)
+    assert type(rebuilt) is type(layer) and rebuilt.config() == layer.config()
+    assert {k: v.shape for k, v in rebuilt.params.items()} == {
+        k: v.shape for k, v in layer.params.items()
+    }
+
+
+def test_the_model_and_the_file_format_name_no_layer_class():
+    """io and model ask each layer for its facts; neither branches on a class (except
+    ``Sequential.dense_layers``, whose point is to list the Dense layers)."""
+    import ast
+    import inspect
+
+    def branches(node) -> bool:
+        names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        if not names & set(registry.LAYERS):
+            return False
+        if isinstance(node, ast.Compare):
+            return any(isinstance(op, ast.Is | ast.In) for op in node.ops)
+        return (
+            isinstance(node, ast.Call) and getattr(node.func, "id", "") == "isinstance"
+        )
+
+    for module in (io, model):
+        tree = ast.parse(inspect.getsource(module))
+        for function in ast.walk(tree):
+            if (
+                isinstance(function, ast.FunctionDef)
+                and function.name == "dense_layers"
+            ):
+                function.body = []  # the one query by class
+        checks = [ast.unparse(n) for n in ast.walk(tree) if branches(n)]
+        assert not checks, f"{module.__name__} branches on layer classes: {checks}"

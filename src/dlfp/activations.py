@@ -62,6 +62,7 @@ def softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
 class Sigmoid(Layer):
     """Element-wise sigmoid; derivative sigma' = sigma (1 - sigma)."""
 
+    keeps_shape = True
     _A = None
 
     def forward(self, X, training=False):
@@ -77,6 +78,7 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     """Element-wise hyperbolic tangent; derivative 1 - tanh^2."""
 
+    keeps_shape = True
     _A = None
 
     def forward(self, X, training=False):
@@ -92,6 +94,7 @@ class Tanh(Layer):
 class ReLU(Layer):
     """Rectified linear unit max(0, z); derivative 1 where z > 0, else 0."""
 
+    keeps_shape = True
     _mask = None
 
     def forward(self, X, training=False):
@@ -107,6 +110,7 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """max(alpha z, z) for a small slope ``alpha``; derivative 1 or alpha."""
 
+    keeps_shape = True
     _slope = None
 
     def __init__(self, alpha: float = 0.01):

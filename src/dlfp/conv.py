@@ -330,6 +330,8 @@ class Conv2D(Layer):
         dL/dK and dL/db after :meth:`backward`.
     """
 
+    decayed = ("K",)
+
     def __init__(
         self,
         c_in: int,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import registry
-from .layers import Dense, Dropout, Layer
+from .layers import Layer
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -184,12 +184,8 @@ def load(
         if init is not None:
             # Start from zeros (nothing to draw): the saved values replace them below.
             kwargs["init"] = "zeros"
-        if kind is Dense:
-            kwargs["dtype"] = dtype
-        if kind in (Dense, Dropout):
-            kwargs["rng"] = rng
         try:
-            layer = kind(**kwargs)
+            layer = kind.from_config(kwargs, dtype=dtype, rng=rng)
         except (TypeError, ValueError) as err:
             raise ModelFileError(
                 f"{path}: layer {i} ({entry['type']}) has arguments this dlfp cannot "

@@ -25,12 +25,18 @@ class Layer:
 
     Subclasses override :meth:`forward` and :meth:`backward`, and fill ``params`` and
     ``grads`` when they have parameters. :meth:`config` returns the constructor
-    arguments needed to rebuild the layer (used to save a model without pickle).
+    arguments needed to rebuild the layer (used to save a model without pickle), and
+    :meth:`from_config` rebuilds it. A layer states its own facts, so that the model
+    and the file format never ask which class it is.
     """
 
     #: The shape of one example the layer takes (None along an axis of any size), for
     #: the model's input checks; None when any shape will do.
     input_shape: tuple[int | None, ...] | None = None
+    #: Whether the output has the shape of the input, whatever it is.
+    keeps_shape: bool = False
+    #: The keys of ``params`` that weight decay applies to (weights, not biases).
+    decayed: tuple[str, ...] = ()
     _shape: tuple[int, ...] | None = None  # cached by a forward pass in training mode
 
     def __init__(self) -> None:
@@ -47,6 +53,12 @@ class Layer:
 
     def config(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, dtype, rng) -> Layer:
+        """The layer that ``config()`` describes, for a model of ``dtype`` that draws
+        its random numbers from ``rng`` (a layer takes what it needs of the two)."""
+        return cls(**config)
 
     def _cached(self, value):
         """``value`` as the last ``forward(X, training=True)`` cached it, or the error
@@ -119,6 +131,8 @@ class Dense(Layer):
         The same keys and shapes: dL/dW and dL/db after :meth:`backward`.
     """
 
+    decayed = ("W",)
+
     def __init__(
         self, n_in: int, n_out: int, *, init="glorot", rng=None, dtype=np.float32
     ):
@@ -172,6 +186,10 @@ class Dense(Layer):
         init = self.init if isinstance(self.init, str) else "custom"
         return {"n_in": self.n_in, "n_out": self.n_out, "init": init}
 
+    @classmethod
+    def from_config(cls, config, *, dtype, rng) -> Dense:
+        return cls(**config, dtype=dtype, rng=rng)
+
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability ``rate`` and scale
@@ -187,6 +205,8 @@ class Dropout(Layer):
     rng : numpy.random.Generator
         Source of the masks.
     """
+
+    keeps_shape = True
 
     def __init__(self, rate: float, *, rng=None):
         super().__init__()
@@ -220,3 +240,7 @@ class Dropout(Layer):
 
     def config(self) -> dict[str, Any]:
         return {"rate": self.rate}
+
+    @classmethod
+    def from_config(cls, config, *, dtype, rng) -> Dropout:
+        return cls(**config, rng=rng)

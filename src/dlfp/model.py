@@ -22,19 +22,6 @@ from .layers import Dense, Dropout, Layer, Parameter
 
 __all__ = ["Sequential", "mlp", "ModelFileError", "load"]
 
-#: Parameters that weight decay applies to: weights and filters, not biases or the
-#: scales and shifts of batch normalisation.
-_DECAYED = ("W", "K")
-
-#: Layers whose output has the shape of their input, whatever it is.
-_SHAPE_KEEPING = (
-    Dropout,
-    activations.Sigmoid,
-    activations.Tanh,
-    activations.ReLU,
-    activations.LeakyReLU,
-)
-
 
 def _has_parameters(layer: Layer) -> bool:
     return bool(layer.grads)
@@ -128,7 +115,7 @@ class Sequential(Layer):
         along an axis of any size; None altogether when any shape will do)."""
         for layer in self.layers:
             shape = layer.input_shape
-            if shape is not None or not isinstance(layer, _SHAPE_KEEPING):
+            if shape is not None or not layer.keeps_shape:
                 return shape
         return None
 
@@ -140,7 +127,7 @@ class Sequential(Layer):
         averages) are saved with the model but are not parameters.
         """
         return [
-            Parameter(layer.params[key], grad, f"{i}.{key}", key in _DECAYED)
+            Parameter(layer.params[key], grad, f"{i}.{key}", key in layer.decayed)
             for i, layer in enumerate(self.layers)
             for key, grad in layer.grads.items()
         ]
