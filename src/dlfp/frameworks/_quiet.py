@@ -43,7 +43,9 @@ def import_tensorflow():
     """TensorFlow, imported quietly once, with ``DLFP_THREADS`` applied to its pools."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    # 3: errors only. Overrides a reader's own setting: the book's pages must be clean.
+    # 3: fatal messages only (1 hides INFO, 2 WARNING too, 3 ERROR too). It overrides
+    # a reader's own setting: the book's pages must be clean. Notices that absl prints
+    # before TensorFlow's filter sees them still pass; the redirect below catches them.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with _stderr_to_devnull():
