@@ -628,3 +628,17 @@ def test_early_stopping_arguments_are_checked(kwargs, message):
             rng=rng,
             **kwargs,
         )
+
+
+def test_the_exact_binomial_test_matches_its_definition():
+    from dlfp.metrics import binomial_p_value
+
+    # 5 successes of 5 at p = 0.4: only that outcome is as unlikely, 0.4^5.
+    assert binomial_p_value(5, 5, 0.4) == pytest.approx(0.4**5, rel=1e-12)
+    # A fair coin: symmetric tails, and the middle is no evidence at all.
+    assert binomial_p_value(2, 10, 0.5) == pytest.approx(2 * 56 / 1024, rel=1e-12)
+    assert binomial_p_value(5, 10, 0.5) == 1.0
+    with pytest.raises(ValueError, match="k must lie between 0 and n = 3"):
+        binomial_p_value(4, 3, 0.5)
+    with pytest.raises(ValueError, match="p must be a probability"):
+        binomial_p_value(1, 3, 1.5)

@@ -1,10 +1,19 @@
-"""Classification metrics computed from labels and predictions."""
+"""Classification metrics computed from labels and predictions, and the exact binomial
+test that says whether a count of correct answers is at odds with a probability."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["accuracy", "confusion_matrix", "precision_recall", "most_confused"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "precision_recall",
+    "most_confused",
+    "binomial_p_value",
+]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -42,3 +51,17 @@ def most_confused(C: np.ndarray, n: int = 5) -> list[tuple[int, int, int]]:
         (int(i), int(j), int(off[i, j]))
         for i, j in zip(*np.unravel_index(order, C.shape), strict=True)
     ]
+
+
+def binomial_p_value(k: int, n: int, p: float) -> float:
+    """Exact two-sided p-value of ``k`` successes in ``n`` independent trials that each
+    succeed with probability ``p``: the total probability of every outcome that is no
+    more likely than ``k`` (the definition of R's ``binom.test``)."""
+    if not 0 <= k <= n:
+        raise ValueError(f"k must lie between 0 and n = {n}, got {k}.")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}.")
+    p = float(p)  # a Python float: a NumPy float32 would round every term
+    pmf = [math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(n + 1)]
+    # Outcomes as likely as k, up to rounding, count as no more likely.
+    return min(1.0, sum(q for q in pmf if q <= pmf[k] * (1 + 1e-7)))

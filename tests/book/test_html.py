@@ -118,3 +118,12 @@ def test_equations_cited_in_the_code_exist(book_dir):
     assert cited, "the library cites no equations"
     missing = {n: f for n, f in cited.items() if n not in numbers}
     assert not missing, f"the code cites equations the book does not have: {missing}"
+
+
+@pytest.mark.parametrize("page", EXECUTED)
+def test_glued_values_read_as_numbers_not_as_numpy_reprs(book_dir, page):
+    """NumPy 2 writes a scalar as ``np.float64(0.25)``: a value glued without float()
+    or int() shows that on the page (or fails to format, a build warning)."""
+    pasted = re.findall(r'<span class="pasted-text">(.*?)</span>', html(book_dir, page))
+    leaked = [text for text in pasted if re.search(r"\bnp\.\w+\(", text)]
+    assert not leaked, f"{page}: glued NumPy scalars shown as reprs: {leaked[:5]}"
