@@ -276,7 +276,7 @@ def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(tiny_data):
     model, _ = torch_cnn.train(TINY, tiny_data, dev=torch.device("cpu"))
     batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
     options = {"channels_last": True, "compile": False, "deterministic": True}
-    trainer = compare._TorchTrainer(TINY, len(batches), options, "cpu")
+    trainer = compare.training._TorchTrainer(TINY, len(batches), options, "cpu")
     trainer(batches.epoch(0))
     for key, value in model.state_dict().items():
         assert torch.equal(value, trainer.model.state_dict()[key]), key
@@ -287,7 +287,7 @@ def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(tiny_data, keras_
     model, _ = keras_cnn.train(TINY, tiny_data)
     batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
     options = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
-    trainer = compare._KerasTrainer(TINY, len(batches), options, "CPU")
+    trainer = compare.training._KerasTrainer(TINY, len(batches), options, "CPU")
     trainer(batches.epoch(0))
     for ours, theirs in zip(trainer.model.weights, model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
@@ -299,7 +299,7 @@ def test_the_dlfp_row_trains_exactly_as_train_cnn(tiny_data):
 
     model, _ = train_cnn(TINY, tiny_data)
     batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
-    trainer = compare._DlfpTrainer(TINY, len(batches), {}, "cpu")
+    trainer = compare.training._DlfpTrainer(TINY, len(batches), {}, "cpu")
     trainer(batches.epoch(0))
     for ours, theirs in zip(
         trainer.model.parameters(), model.parameters(), strict=True

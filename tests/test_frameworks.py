@@ -12,8 +12,8 @@ from dlfp import artifacts
 from dlfp.claims import check_claim, claim_for, load_runs
 from dlfp.data import load_mnist
 from dlfp.frameworks import backend
-from dlfp.frameworks.compare import count_lines
 from dlfp.recipes import Batches, CNNConfig, learning_rate
+from dlfp.report import count_lines
 
 # What both frameworks share runs with NumPy alone; each PyTorch or Keras test asks for
 # its framework through a fixture and skips when that framework is not installed.

@@ -1,0 +1,99 @@
+"""PyTorch and TensorFlow/Keras measured under the same controlled conditions.
+
+The verdict chapter (``ch-verdict``) runs this experiment in a reduced form when the
+book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
+
+* **One process, interleaved, repeated.** Both frameworks run in this process, on the
+  same device, with the same number of threads in each of their pools (set by
+  :func:`set_threads`, recorded per row). Every configuration runs one *block* (a fixed
+  number of training steps, or an epoch; one inference call) per *round*; the rounds
+  repeat, the first ``warmup`` of them untimed (they pay for allocation, tracing and
+  compilation), and the order of the configurations rotates from one round to the next,
+  so that a slow moment of the machine falls on each of them in turn.
+* **The same work in every clock.** A training clock starts with the round's batches
+  already built as NumPy arrays (indexing and augmentation by :class:`Batches`
+  happen before any clock starts, for both frameworks) and stops when the last update
+  is done; it covers the conversion to the framework's tensors, forward pass, loss,
+  backward pass, AdamW update, learning-rate schedule and the running loss and
+  accuracy, in both. No validation. An inference clock starts with the images as a
+  NumPy array and stops with the logits as a NumPy array.
+* **Default and best, labelled.** Each framework runs in its default configuration, in
+  the configuration its chapter trained with, and in the fastest configuration its
+  documentation recommends for a CPU; :func:`training_settings` and
+  :func:`inference_settings` list them. A setting that does not work here is kept as an
+  *unavailable* row with the reason, not dropped.
+* **Speeds as ratios.** A row's time is compared with another row's measured in the same
+  rounds: :func:`paired_ratio` divides them round by round.
+
+Accuracy is compared over the recorded seed runs (:func:`seed_accuracy`, from
+:mod:`dlfp.claims`) and, for the two trained models, with McNemar's test on their
+predictions for the same test images (:func:`mcnemar`). The size of each framework's
+code is counted by :func:`dlfp.report.count_lines`.
+
+One concept per module: :mod:`.rows` (the plan, the settings and the rows of
+measurements), :mod:`.machine` (the processor and the thread pools), :mod:`.harness`
+(the interleaved rounds), :mod:`.training` and :mod:`.inference` (the two halves of the
+experiment), :mod:`.stats` (McNemar's test, the seed runs, paired ratios and the winner
+rule) and :mod:`.table` (reading the rows). The names listed in ``__all__`` are
+importable from here.
+"""
+
+from __future__ import annotations
+
+from .inference import inference_settings, run_inference
+from .machine import machine, set_threads, threads
+from .rows import (
+    DLFP,
+    FRAMEWORKS,
+    FULL,
+    PAGE,
+    PYTORCH,
+    TENSORFLOW,
+    DeviceMismatchError,
+    Plan,
+    Row,
+    Setting,
+    check_devices,
+)
+from .stats import (
+    McNemar,
+    mcnemar,
+    mcnemar_p_exact,
+    paired_ratio,
+    seed_accuracy,
+    winner,
+)
+from .table import by_label, fastest, find, table, versus
+from .training import run_training, training_settings
+
+__all__ = [
+    "FRAMEWORKS",
+    "PYTORCH",
+    "TENSORFLOW",
+    "by_label",
+    "DeviceMismatchError",
+    "DLFP",
+    "McNemar",
+    "Plan",
+    "FULL",
+    "PAGE",
+    "Row",
+    "Setting",
+    "check_devices",
+    "fastest",
+    "find",
+    "inference_settings",
+    "machine",
+    "mcnemar",
+    "mcnemar_p_exact",
+    "paired_ratio",
+    "run_inference",
+    "run_training",
+    "seed_accuracy",
+    "set_threads",
+    "table",
+    "threads",
+    "training_settings",
+    "versus",
+    "winner",
+]

@@ -1,0 +1,168 @@
+"""What runs and what is recorded: the plan, one labelled setting per configuration,
+and the row of measurements each setting gets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...recipes import CNNConfig
+
+#: The side of the square images, in pixels (MNIST's: 28).
+SIDE = CNNConfig.image_side
+
+
+PYTORCH, TENSORFLOW = "PyTorch", "TensorFlow"
+
+
+FRAMEWORKS = (PYTORCH, TENSORFLOW)
+
+
+#: The book's own CNN (:mod:`dlfp.cnn`), a third training row: NumPy alone, on the CPU.
+DLFP = "dlfp (NumPy)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of the experiment to run. :data:`FULL` and :data:`PAGE` are the two
+    sizes used by ``benchmarks/cnn.py`` and by the verdict chapter."""
+
+    train_steps: int | None = None  #: steps per timed block; None: one epoch
+    train_rounds: int = 3  #: timed blocks per training configuration
+    train_warmup: int = 1  #: untimed blocks first (tracing, compiling)
+    components: bool = True  #: also the rows that change one setting at a time
+    torch_compile: bool = True  #: try torch.compile (training and inference)
+    steps_per_execution: int = 10  #: Keras's best configuration
+    infer_images: int = 1000  #: images of the batched inference call
+    batch_rounds: int = 7  #: timed batched calls per inference configuration
+    single_rounds: int = 31  #: timed single-image calls per configuration
+    infer_warmup: int = 3
+    onnx: bool = True  #: export both models to ONNX and time ONNX Runtime
+    dlfp: bool = True  #: also train the book's NumPy CNN (:mod:`dlfp.cnn`), on the CPU
+    pause: float = 0.01  #: seconds of idling before each clock starts
+    torch_device: str = "cpu"  #: where PyTorch runs ("cpu" or "cuda")
+    tf_device: str = "CPU"  #: where TensorFlow runs ("CPU" or "GPU")
+
+
+FULL = Plan()
+
+
+#: The verdict page: 20 steps per block, fewer calls, sized for a build on two cores
+#: (compiling for torch.compile and XLA is most of its cost).
+PAGE = Plan(
+    train_steps=20,
+    components=False,
+    batch_rounds=5,
+    single_rounds=15,
+    infer_warmup=2,
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One labelled configuration of one framework.
+
+    ``role`` places it: ``"default"`` (the framework left as it comes), ``"chapter"``
+    (what its chapter trained with), ``"component"`` (one setting changed), ``"best"``
+    (the fastest configuration the framework documents for a CPU), ``"onnx"`` (the
+    exported model, run by ONNX Runtime).
+    """
+
+    framework: str
+    label: str
+    role: str
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class Row:
+    """One configuration's measurements, with the conditions they were taken under."""
+
+    task: str  #: "training", "inference, batch" or "inference, one image"
+    setting: Setting
+    device: str  #: "cpu" or "gpu"
+    unit: int  #: steps per block (training) or images per call (inference)
+    seconds: list[float] = field(default_factory=list)  #: one per timed round
+    warmup_seconds: list[float] = field(default_factory=list)
+    threads: dict = field(default_factory=dict)  #: the pools, after the last round
+    error: str | None = None  #: why the row is unavailable
+    max_logit_diff: float | None = None  #: inference: against the framework's default
+
+    @property
+    def framework(self) -> str:
+        return self.setting.framework
+
+    @property
+    def label(self) -> str:
+        return self.setting.label
+
+    @property
+    def available(self) -> bool:
+        return self.error is None and bool(self.seconds)
+
+    def per_unit(self) -> np.ndarray:
+        """Seconds per step (training) or per call (inference), one per round."""
+        return np.asarray(self.seconds) / (self.unit if self.task == "training" else 1)
+
+    def median(self) -> float:
+        return float(np.median(self.per_unit()))
+
+    def warmup_ratio(self) -> float:
+        """The first, untimed block or call (tracing and compiling included), in units
+        of the median timed one."""
+        return self.warmup_seconds[0] / float(np.median(self.seconds))
+
+    def quartiles(self) -> tuple[float, float]:
+        q1, q3 = np.percentile(self.per_unit(), [25, 75])
+        return float(q1), float(q3)
+
+    def as_dict(self) -> dict:
+        out = {
+            "task": self.task,
+            "framework": self.framework,
+            "label": self.label,
+            "role": self.setting.role,
+            "options": self.setting.options,
+            "device": self.device,
+            "unit": self.unit,
+            "seconds": [round(s, 6) for s in self.seconds],
+            "warmup_seconds": [round(s, 6) for s in self.warmup_seconds],
+            "threads": self.threads,
+            "error": self.error,
+        }
+        if self.max_logit_diff is not None:
+            out["max_logit_diff"] = self.max_logit_diff
+        return out
+
+
+class DeviceMismatchError(ValueError):
+    """Rows measured on different devices were about to be compared."""
+
+
+def _device_kind(name: str) -> str:
+    name = name.lower().split(":")[0].lstrip("/")
+    return "gpu" if name in {"cuda", "gpu"} else name
+
+
+def check_devices(rows: Sequence[Row]) -> str:
+    """The one device all rows ran on; :class:`DeviceMismatchError` when they differ."""
+    devices = {}
+    for row in rows:
+        devices.setdefault(_device_kind(row.device), []).append(
+            f"{row.framework} {row.label}"
+        )
+    if len(devices) > 1:
+        where = "; ".join(f"{d}: {', '.join(names)}" for d, names in devices.items())
+        raise DeviceMismatchError(
+            f"Refusing to compare runs on different devices ({where}): run both "
+            "frameworks on the same device."
+        )
+    return next(iter(devices), "cpu")
+
+
+def _device_of(setting: Setting, plan: Plan) -> str:
+    if setting.framework == DLFP:
+        return "cpu"
+    return plan.torch_device if setting.framework == PYTORCH else plan.tf_device

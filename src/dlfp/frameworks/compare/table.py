@@ -1,0 +1,156 @@
+"""Reading the rows: finding a row, saying which of two is faster, and the table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .rows import DLFP, PYTORCH, Row
+from .stats import paired_ratio, winner
+
+
+def fastest(rows: Sequence[Row], framework: str, task: str, *, onnx=False) -> Row:
+    """The available row of ``framework`` and ``task`` with the lowest median time;
+    ONNX Runtime rows count only with ``onnx=True`` (they are not the framework)."""
+    candidates = [
+        r
+        for r in rows
+        if r.framework == framework
+        and r.task == task
+        and r.available
+        and (onnx or r.setting.role != "onnx")
+    ]
+    if not candidates:
+        raise ValueError(f"no available {task} row for {framework}")
+    return min(candidates, key=Row.median)
+
+
+_RAISE = object()
+
+
+def find(rows: Sequence[Row], framework: str, task: str, role: str, default=_RAISE):
+    """The row of ``framework`` and ``task`` with the given role (the first one); when
+    there is none, ``default`` if given, else :class:`KeyError`."""
+    for r in rows:
+        if r.framework == framework and r.task == task and r.setting.role == role:
+            return r
+    if default is not _RAISE:
+        return default
+    raise KeyError(f"no {task} row with role {role!r} for {framework}")
+
+
+def by_label(rows: Sequence[Row], task: str, label: str) -> Row:
+    """The row of ``task`` with this label (labels are those of the settings)."""
+    for r in rows:
+        if r.task == task and r.label == label:
+            return r
+    raise KeyError(f"no {task} row labelled {label!r}")
+
+
+def versus(a: Row, b: Row, names: tuple[str, str], verb: str = "ran") -> str:
+    """A clause that says which of two rows is faster and by how much (:func:`winner`),
+    or that the rounds do not settle it. For prose whose winner must follow the
+    measurement: "PyTorch trained faster than TensorFlow, by a factor of 1.52 (...)"."""
+    w = winner(a, b)
+    n = w["rounds"]
+    if w["faster"] is None:
+        return (
+            f"{names[0]} and {names[1]} {verb} equally fast within the noise: "
+            f"{names[0]} was faster in {w['wins'][0]} of {n} paired rounds, and the "
+            f"median ratio of their times was {w['median']:.2f}"
+        )
+    faster, slower = names if w["faster"] == 0 else names[::-1]
+    wins = w["wins"][w["faster"]]
+    where = "every one" if wins == n else f"{wins} of them"
+    return (
+        f"{faster} {verb} faster than {slower}, by a factor of {w['factor']:.2f} "
+        f"(the median of {n} paired rounds; {faster} was faster in {where})"
+    )
+
+
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+ROLES = {
+    "default": "default",
+    "chapter": "as in its chapter",
+    "component": "one setting changed",
+    "best": "best documented for a CPU",
+    "onnx": "exported",
+}
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}" if 0.1 <= x < 100 else f"{x:.3g}"
+
+
+def _threads_cell(row: Row) -> str:
+    t = row.threads
+    if row.setting.role == "onnx":
+        return f"ORT {t.get('ort_intra_op', '?')}/{t.get('ort_inter_op', '?')}"
+    if row.framework == DLFP:
+        return f"BLAS {t.get('blas', '?')}"
+    prefix = "torch" if row.framework == PYTORCH else "tf"
+    intra, inter = (t.get(f"{prefix}_{pool}_op", "?") for pool in ("intra", "inter"))
+    return f"{intra or 'auto'}/{inter or 'auto'}"  # TensorFlow's 0: it decides
+
+
+def table(rows: Sequence[Row], task: str):
+    """The rows of one task as a :class:`dlfp.report.Table`.
+
+    Columns: framework, configuration, device, threads (intra-op/inter-op), median time
+    per step or per call with its interquartile range, the paired ratio to the
+    framework's default row and to the fastest row of the task, and the warm-up (first
+    block or call, compilation included) in units of a timed one.
+    """
+    from ...report import Table
+
+    mine = [r for r in rows if r.task == task]
+    available = [r for r in mine if r.available]
+    best = min(available, key=Row.median) if available else None
+    defaults = {r.framework: r for r in available if r.setting.role == "default"}
+    unit = "step" if task == "training" else "call"
+    body = []
+    for r in mine:
+        if not r.available:
+            body.append(
+                [
+                    r.framework,
+                    f"{r.label} ({ROLES[r.setting.role]})",
+                    r.device,
+                    _threads_cell(r),
+                    f"unavailable: {r.error}".replace("|", "/"),  # not a table rule
+                    "—",
+                    "—",
+                    "—",
+                ]
+            )
+            continue
+        q1, q3 = r.quartiles()
+        to_default = defaults.get(r.framework)
+        body.append(
+            [
+                r.framework,
+                f"{r.label} ({ROLES[r.setting.role]})",
+                r.device,
+                _threads_cell(r),
+                f"{_ms(r.median())} ({_ms(q1)}–{_ms(q3)})",
+                _ratio(paired_ratio(r, to_default)["median"]) if to_default else "—",
+                _ratio(paired_ratio(r, best)["median"]),
+                f"{r.warmup_ratio():.1f}" if r.warmup_seconds else "—",
+            ]
+        )
+    return Table(
+        [
+            "framework",
+            "configuration",
+            "device",
+            "threads",
+            f"ms per {unit} (IQR)",
+            "× default",
+            "× fastest",
+            f"first {'block' if unit == 'step' else 'call'}, × a timed one",
+        ],
+        body,
+    )
