@@ -132,3 +132,28 @@ def test_each_recipe_has_one_name_everywhere():
     with pytest.raises(ValueError, match="unknown recipe 'cnn'; use one of mlp, "):
         recipes.recipe_config("cnn")
     assert recipes.recipe_config("torch-cnn", seed=3) == recipes.CNNConfig(seed=3)
+
+
+def test_thread_counts_are_set_in_one_place():
+    """Only dlfp.threads changes how many threads a maths library uses."""
+    setters = {
+        "set_num_threads",
+        "set_num_interop_threads",
+        "set_intra_op_parallelism_threads",
+        "set_inter_op_parallelism_threads",
+        "threadpool_limits",
+    }
+    elsewhere = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "threads.py" and path.parent == PACKAGE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = {
+            node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+        }
+        if calls & setters:
+            elsewhere[_module(path)] = sorted(calls & setters)
+    assert not elsewhere, f"thread counts set outside dlfp.threads: {elsewhere}"

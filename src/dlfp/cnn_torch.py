@@ -12,7 +12,6 @@ walk over its modules work without it, and :mod:`dlfp.cnn` never imports it.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from .losses import softmax_cross_entropy
 from .model import Sequential
 from .optim import AdamW
 from .recipes import Batches, CNNConfig, learning_rate, load_mnist_for
+from .threads import limited
 from .train import train_step
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def lockstep(
     total = config.epochs * len(batches)
     result: dict[str, list] = {"dlfp": [], "torch": [], "max_param_diff": []}
     net.train()
-    with _threads(threads):
+    with limited(threads):
         for step in range(steps):
             epoch, i = divmod(step, len(batches))
             images, labels = batches.batch(epoch, i)
@@ -196,25 +196,6 @@ def lockstep(
                 max(float(np.abs(p.value - array).max()) for p, array in pairs)
             )
     return {key: np.array(values) for key, values in result.items()}
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """NumPy's BLAS and PyTorch on ``n`` threads each (None: as they are)."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def speed_ratio(
@@ -258,7 +239,7 @@ def speed_ratio(
     rows = [(images.reshape(len(images), -1), labels) for images, labels in inputs]
     times: dict[str, list[float]] = {"dlfp": [], "torch": []}
     net.train()
-    with _threads(threads):
+    with limited(threads):
         for X, y in rows[:warmup]:
             train_step(model, softmax_cross_entropy, ours, X, y)
             _torch_step(net, theirs, X, y)

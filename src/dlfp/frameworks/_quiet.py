@@ -57,10 +57,9 @@ def import_tensorflow():
             from absl import logging as absl_logging
 
             absl_logging.set_verbosity(absl_logging.ERROR)
-        from ..threads import requested_threads
+        from ..threads import requested_threads, set_pools
 
         threads = requested_threads()
         if threads is not None:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+            set_pools(threads)
     return tf

@@ -17,15 +17,11 @@ from torch import nn
 from ..artifacts import trained_run
 from ..data import MNIST
 from ..recipes import Batches, CNNConfig, learning_rate, load_mnist_for
-from ..threads import requested_threads
+from ..threads import requested_threads, set_pools
 from . import backend
 
 if (_threads := requested_threads()) is not None:  # DLFP_THREADS caps both pools
-    torch.set_num_threads(_threads)
-    try:
-        torch.set_num_interop_threads(_threads)
-    except RuntimeError:  # only possible before PyTorch's first parallel work
-        pass
+    set_pools(_threads)
 
 __all__ = [
     "CNN",

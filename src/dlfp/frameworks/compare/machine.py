@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import sys
 from pathlib import Path
 
-from ...threads import available_cores, requested_threads
+from ...threads import available_cores, requested_threads, set_pools, thread_settings
 
 
 def _cpu_model() -> str:
@@ -48,30 +47,11 @@ def machine() -> dict:
 
 
 def set_threads(n: int | None = None) -> dict:
-    """Give every pool of PyTorch and TensorFlow ``n`` threads, and return what each
-    pool reports afterwards. The default is :func:`threads`: ``DLFP_THREADS`` when set,
-    else the cores this process may use (its CPU affinity).
-
-    Both frameworks accept the inter-op setting only before their first parallel
-    work, and TensorFlow its intra-op setting too; where that moment has passed, the
-    pool keeps its size, and the returned settings (recorded in every row) show it.
-    """
-    n = threads() if n is None else n
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(n)
-        with contextlib.suppress(RuntimeError):
-            if torch.get_num_interop_threads() != n:
-                torch.set_num_interop_threads(n)
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        threading = tf.config.threading
-        with contextlib.suppress(RuntimeError):
-            if threading.get_intra_op_parallelism_threads() != n:
-                threading.set_intra_op_parallelism_threads(n)
-        with contextlib.suppress(RuntimeError):
-            if threading.get_inter_op_parallelism_threads() != n:
-                threading.set_inter_op_parallelism_threads(n)
+    """Give every pool of PyTorch and TensorFlow ``n`` threads
+    (:func:`dlfp.threads.set_pools`), and return what each pool reports afterwards. The
+    default is :func:`threads`: ``DLFP_THREADS`` when set, else the cores this process
+    may use (its CPU affinity)."""
+    set_pools(threads() if n is None else n)
     return _pools()
 
 
@@ -82,18 +62,5 @@ def threads() -> int:
 
 
 def _pools() -> dict:
-    """The pools' sizes, as recorded in every row: :func:`dlfp.threads.thread_settings`
-    without NumPy's BLAS, which neither framework uses (and which is slow to ask)."""
-    settings = {"cores": available_cores()}
-    for name in ("OMP_NUM_THREADS", "DLFP_THREADS", "TF_ENABLE_ONEDNN_OPTS"):
-        if os.environ.get(name):
-            settings[name] = os.environ[name]
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        settings["torch_intra_op"] = torch.get_num_threads()
-        settings["torch_inter_op"] = torch.get_num_interop_threads()
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:  # 0: TensorFlow picks, one thread per available core
-        settings["tf_intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
-        settings["tf_inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
-    return settings
+    """The pools' sizes, as recorded in every row."""
+    return thread_settings(blas=False)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...recipes import Batches, CNNConfig, learning_rate
+from ...threads import limit_blas
 from .harness import _interleave, _quiet, _reason
 from .machine import _pools, threads
 from .rows import (
@@ -238,16 +239,6 @@ class _KerasTrainer:
         self.metrics = {k: float(v[-1]) for k, v in fitted.history.items()}
 
 
-def _blas_threads(n: int):
-    """NumPy's BLAS on ``n`` threads inside the block (threadpoolctl, when installed;
-    else as it is, which is one thread per core unless OMP_NUM_THREADS says less)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
-
-
 class _DlfpTrainer:
     """:func:`dlfp.cnn.train_cnn`'s loop, one block of batches per call: the same
     network, AdamW and schedule, in NumPy, with its BLAS on :func:`threads` threads."""
@@ -272,7 +263,7 @@ class _DlfpTrainer:
         images, labels = block
         size = self.config.batch_size
         seen, loss_sum, correct = 0, 0.0, 0
-        with _blas_threads(self.threads["blas"]):
+        with limit_blas(self.threads["blas"]):
             for i in range(0, len(labels), size):
                 X = images[i : i + size].reshape(-1, SIDE * SIDE)
                 y = labels[i : i + size]
