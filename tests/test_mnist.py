@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlfp.artifacts import kept_mlp, save_trained, trained_mlp
+from dlfp.artifacts import artifact_path, kept_mlp, save_trained, trained_mlp
 from dlfp.cli import main
 from dlfp.data import load_mnist, random_shift
 from dlfp.model import load, mlp
@@ -87,6 +87,9 @@ def test_a_chapter_trains_once_then_finds_the_kept_run(tmp_path, monkeypatch, ca
     assert kept_mlp(TINY) is None  # nothing kept yet: the chapter trains
     model, history = train_mlp(TINY, verbose=True)
     log = capsys.readouterr().out
+    # A model kept without its training time (an older file) is not taken as a run.
+    save_trained(model, TINY, history)
+    assert kept_mlp(TINY) is None
     save_trained(model, TINY, history, 12.5)
     kept, kept_history, seconds = kept_mlp(TINY)
     assert seconds == 12.5 and kept_history == history
@@ -94,9 +97,11 @@ def test_a_chapter_trains_once_then_finds_the_kept_run(tmp_path, monkeypatch, ca
         np.testing.assert_array_equal(p.value, q.value)
     print_log(kept_history, TINY.epochs)  # the kept run's log reads as the run's own
     assert capsys.readouterr().out == log and log.startswith("epoch")
-    # A model kept without its training time (an older file) is not taken as a run.
-    save_trained(model, TINY, history)
-    assert kept_mlp(TINY) is None
+    # Saving the kept run again (the chapter's save cell after a load) writes nothing.
+    path = artifact_path("mlp", TINY)
+    before = path.stat().st_mtime_ns
+    save_trained(kept, TINY, kept_history, 99.0)
+    assert path.stat().st_mtime_ns == before and kept_mlp(TINY)[2] == 12.5
 
 
 # --- The same numbers as PyTorch ----------------------------------------------------

@@ -196,8 +196,16 @@ def save_trained(
     train_seconds: float | None = None,
 ) -> Path:
     """Keep a trained MLP, with its configuration, history and training time (seconds
-    of wall-clock time, when known), for later chapters and later builds."""
+    of wall-clock time, when known), for later chapters and later builds.
+
+    A complete run already kept under the same name (:func:`kept_mlp` returns it) is
+    left as it is, as :func:`save_run` does: the same name means the same
+    configuration, code and versions, so a chapter that loaded the kept run and saves
+    it again writes nothing.
+    """
     path = artifact_path("mlp", config)
+    if kept_mlp(config) is not None:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     return model.save(
         path,
