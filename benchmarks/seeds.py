@@ -54,34 +54,29 @@ def run_one(
 
     import numpy as np
 
-    from dlfp.recipes import load_mnist_for
+    from dlfp.recipes import load_mnist_for, recipe_config
     from dlfp.threads import thread_settings
 
     start = time.perf_counter()
+    smoke = SMOKE if subset else {}
+    config = recipe_config(recipe, seed=seed, subset=subset, **smoke)
+    data = load_mnist_for(config)
     if recipe == "mlp":
-        from dlfp.recipes import MLPConfig, train_mlp
+        from dlfp.recipes import train_mlp
 
-        config = MLPConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
-        data = load_mnist_for(config)
         model, history = train_mlp(config, data)
         test = model.evaluate(data.test.flat, data.test.labels)[1]
         validation = history.val_accuracy[-1]
     elif recipe == "numpy-cnn":
         from dlfp.cnn import train_cnn
-        from dlfp.recipes import CNNConfig
 
-        config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
-        data = load_mnist_for(config)
         model, history = train_cnn(config, data)
         test = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)[1]
         validation = history["val_accuracy"][-1]
     else:
         from dlfp.frameworks import backend
-        from dlfp.recipes import CNNConfig
 
         module = backend.get(recipe)  # a Backend: dlfp.frameworks.torch_cnn
-        config = CNNConfig(seed=seed, subset=subset, **(SMOKE if subset else {}))
-        data = load_mnist_for(config)
         model, history = module.train(config, data)
         logits = module.predict_logits(model, data.test.images)
         test = float(np.mean(logits.argmax(axis=1) == data.test.labels))

@@ -63,18 +63,8 @@ def thread_settings(blas: bool = True) -> dict:
     for name in ("OMP_NUM_THREADS", "DLFP_THREADS", "TF_ENABLE_ONEDNN_OPTS"):
         if os.environ.get(name):
             settings[name] = os.environ[name]
-    try:
-        if not blas:
-            raise ImportError  # as if threadpoolctl were missing: nothing asked
-        from threadpoolctl import threadpool_info
-    except ImportError:  # an optional dependency: the book and tests install it
-        pass
-    else:
-        settings["blas"] = [
-            f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
-            for i in threadpool_info()
-            if i["user_api"] == "blas"
-        ]
+    if blas:
+        settings.update(_blas_pools())
     torch = sys.modules.get("torch")
     if torch is not None:
         settings["torch_intra_op"] = torch.get_num_threads()
@@ -86,6 +76,22 @@ def thread_settings(blas: bool = True) -> dict:
         settings["tf_intra_op"] = threading.get_intra_op_parallelism_threads()
         settings["tf_inter_op"] = threading.get_inter_op_parallelism_threads()
     return settings
+
+
+def _blas_pools() -> dict:
+    """NumPy's BLAS libraries and their threads, when threadpoolctl (an optional
+    dependency, which the book and the tests install) can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    return {
+        "blas": [
+            f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
+    }
 
 
 def set_pools(n: int) -> None:
