@@ -229,30 +229,6 @@ def test_train_cnn_and_evaluate_on_the_command_line(tmp_path, capsys):
     assert f"test accuracy {accuracy:.2%}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "options, message",
-    [
-        (["--epochs", "0"], "--epochs must be 1 or more"),
-        (["--subset", "5"], "--subset must be between 10"),
-        (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-        (["--output", "/nonexistent-folder/cnn.npz"], "does not exist"),
-    ],
-)
-def test_train_cnn_refuses_bad_options_before_training(
-    capsys, monkeypatch, options, message
-):
-    from dlfp.cli import main
-
-    def never(*args, **kwargs):
-        raise AssertionError("training started despite a bad option")
-
-    monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
-    assert main(["train", "numpy-cnn", "--no-progress", *options]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("dlfp: error: ") and message in err
-    assert err.strip().endswith(".") and err.count("\n") == 1
-
-
 def test_train_cnn_refuses_a_zero_channel_count(capsys):
     from dlfp.cli import main
 

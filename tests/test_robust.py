@@ -199,6 +199,7 @@ def one_sentence_error(capsys, argv) -> str:
     return err
 
 
+@pytest.mark.parametrize("kind", ["mlp", "numpy-cnn"])
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -215,13 +216,17 @@ def one_sentence_error(capsys, argv) -> str:
         (["--output", "/nonexistent-folder/model.npz"], "does not exist"),
     ],
 )
-def test_bad_options_fail_before_any_training(capsys, monkeypatch, options, message):
+def test_bad_options_fail_before_any_training(
+    capsys, monkeypatch, kind, options, message
+):
+    """Both recipes of the command line check their options before any data is read."""
+
     def never(*args, **kwargs):
         raise AssertionError("training started despite a bad option")
 
     monkeypatch.setattr("dlfp.cli.train_mlp", never)
     monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
-    err = one_sentence_error(capsys, ["train", "mlp", "--no-progress", *options])
+    err = one_sentence_error(capsys, ["train", kind, "--no-progress", *options])
     assert message in err
 
 
@@ -329,8 +334,20 @@ def test_tensorflow_writes_nothing_to_stderr():
     assert result.stderr == "", f"TensorFlow wrote to stderr:\n{result.stderr}"
 
 
-def test_configs_are_plain_data():
-    assert dataclasses.asdict(TINY)["hidden"] == (8,)
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_every_recipe_is_frozen_plain_data(name):
+    """A recipe is a frozen dataclass of plain values: its key (dlfp.artifacts) and the
+    metadata saved with a model are built from dataclasses.asdict, and rebuild it."""
+    config = recipes.recipe_config(name, seed=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 4
+    settings = dataclasses.asdict(config)
+    assert json.loads(json.dumps(settings)) == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()
+    }
+    assert type(config)(**settings) == config and hash(config) == hash(
+        type(config)(**settings)
+    )
 
 
 # --- NumPy alone ----------------------------------------------------------------------

@@ -106,20 +106,6 @@ def test_maths_is_served_with_the_book(book_dir):
         )
 
 
-def test_equations_cited_in_the_code_exist(book_dir):
-    """Every '# eq. (5.6)' in the library points at an equation the book numbers so."""
-    numbers = set()
-    for page in PAGES:
-        numbers |= set(re.findall(r'class="eqno">\((\d+\.\d+)\)', html(book_dir, page)))
-    cited = {}
-    for path in (ROOT / "src" / "dlfp").rglob("*.py"):
-        for number in re.findall(r"eq\. \((\d+\.\d+)\)", path.read_text()):
-            cited.setdefault(number, path.name)
-    assert cited, "the library cites no equations"
-    missing = {n: f for n, f in cited.items() if n not in numbers}
-    assert not missing, f"the code cites equations the book does not have: {missing}"
-
-
 @pytest.mark.parametrize("page", EXECUTED)
 def test_glued_values_read_as_numbers_not_as_numpy_reprs(book_dir, page):
     """NumPy 2 writes a scalar as ``np.float64(0.25)``: a value glued without float()
