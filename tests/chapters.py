@@ -131,8 +131,9 @@ def fix(chapter: Path, scratch: Path) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--fix"]:
-        sys.exit("usage: python -m tests.chapters --fix")
+    if sys.argv[1:2] != ["--fix"]:
+        sys.exit("usage: python -m tests.chapters --fix [book/part1/neuron.md ...]")
+    named = [Path(arg).resolve() for arg in sys.argv[2:]]
     with tempfile.TemporaryDirectory() as scratch:
-        for path in chapters():
+        for path in named or chapters():
             print(f"{path.relative_to(ROOT)}: {fix(path, Path(scratch))} cells changed")
