@@ -30,9 +30,9 @@ import dlfp
 from dlfp import optim
 from dlfp.data import load_mnist
 from dlfp.losses import softmax_cross_entropy
+from dlfp.mirror import to_torch
 from dlfp.model import mlp
 from dlfp.recipes import MLPConfig
-from dlfp.torch_reference import to_torch
 from dlfp.train import batches, train_step
 
 

@@ -52,35 +52,16 @@ def run_one(
     """Train one recipe in this process (the parent set the environment)."""
     import platform
 
-    import numpy as np
-
-    from dlfp.recipes import load_mnist_for, recipe_config
+    from dlfp.recipes import recipe as get_recipe
     from dlfp.threads import thread_settings
 
     start = time.perf_counter()
     smoke = SMOKE if subset else {}
-    config = recipe_config(recipe, seed=seed, subset=subset, **smoke)
-    data = load_mnist_for(config)
-    if recipe == "mlp":
-        from dlfp.recipes import train_mlp
-
-        model, history = train_mlp(config, data)
-        test = model.evaluate(data.test.flat, data.test.labels)[1]
-        validation = history.val_accuracy[-1]
-    elif recipe == "numpy-cnn":
-        from dlfp.cnn import train_cnn
-
-        model, history = train_cnn(config, data)
-        test = model.evaluate(data.test.flat, data.test.labels, batch_size=1000)[1]
-        validation = history["val_accuracy"][-1]
-    else:
-        from dlfp.frameworks import backend
-
-        module = backend.get(recipe)  # a Backend: dlfp.frameworks.torch_cnn
-        model, history = module.train(config, data)
-        logits = module.predict_logits(model, data.test.images)
-        test = float(np.mean(logits.argmax(axis=1) == data.test.labels))
-        validation = history["val_accuracy"][-1]
+    chosen = get_recipe(recipe, seed=seed, subset=subset, **smoke)
+    data = chosen.data()
+    model, history = chosen.train(data)
+    test = chosen.test(model, data.test)[1]
+    validation = history.val_accuracy[-1]
     return {
         "recipe": recipe,
         "seed": seed,

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from dlfp.recipes import CNNConfig, load_mnist_for
+
 ROOT = Path(__file__).resolve().parents[1]
+
+#: The book's CNN in miniature, for the tests of the frameworks and of the verdict's
+#: experiment: two narrow blocks, 500 training images, one epoch (seconds to train).
+SMALL_CNN = CNNConfig(
+    channels=(4, 8), hidden=16, epochs=1, batch_size=32, subset=600,
+    validation_size=100,
+)  # fmt: skip
 
 
 def pytest_addoption(parser):
@@ -59,6 +68,12 @@ def book_pdf(request) -> Path:
             f"{path} does not exist; build it with 'make pdf' first."
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def small_cnn_data():
+    """MNIST split as :data:`SMALL_CNN` asks (for tests marked ``mnist``)."""
+    return load_mnist_for(SMALL_CNN)
 
 
 def mnist_missing() -> str | None:

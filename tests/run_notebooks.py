@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 PROBE = "DLFP-PROBE "
-#: What :func:`dlfp.reader.glued` shows before the value is computed.
+#: What ``_dlfp_glue`` (book/_ext/dlfp_glue_startup.py) shows for a value not yet glued.
 MISSING = re.compile(r"^\[\w+: run the cells above\]$")
 
 

@@ -41,7 +41,7 @@ def test_binder_installs_the_project_and_opens_chapters_as_notebooks():
     assert "jupytext" in book and "jupyter-book" in book  # chapters import myst_nb
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert "jupytext-config set-default-viewer" in post_build
-    assert "python -m dlfp.reader book" in post_build
+    assert "python book/_ext/dlfp_reader.py book" in post_build
 
 
 def test_book_configuration():

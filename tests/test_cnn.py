@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from dlfp import conv
-from dlfp.artifacts import artifact_path, trained_cnn
-from dlfp.cnn import cnn, profile_steps, train_cnn
+from dlfp.artifacts import trained
+from dlfp.cnn import cnn
+from dlfp.cnn import train as train_cnn
 from dlfp.layers import Parameter
 from dlfp.optim import AdamW
-from dlfp.recipes import CNNConfig, load_mnist_for
+from dlfp.profile import profile_steps
+from dlfp.recipes import CNNConfig, Recipe, load_mnist_for
 
 #: A small version of the recipe: two narrow blocks, 2,000 training images, one epoch.
 TINY = CNNConfig(
@@ -92,23 +94,20 @@ def test_adamw_can_decay_weights_only():
 def test_training_is_reproducible_and_learns(tiny_data):
     model, history = train_cnn(TINY, tiny_data)
     _, again = train_cnn(TINY, tiny_data)
-    assert history["step_loss"] == again["step_loss"]
+    assert history.step_loss == again.step_loss
     steps = TINY.steps_per_epoch(len(tiny_data.train.labels))
-    assert len(history["step_loss"]) == steps and len(history["val_accuracy"]) == 1
-    assert history["val_accuracy"][0] > 0.5  # ten classes: chance is 0.1
+    assert len(history.step_loss) == steps and len(history.val_accuracy) == 1
+    assert history.val_accuracy[0] > 0.5  # ten classes: chance is 0.1
 
 
 @pytest.mark.mnist
-def test_the_trained_cnn_is_kept_for_later_chapters(tmp_path, monkeypatch, tiny_data):
+def test_the_kept_cnn_keeps_its_batch_norm_statistics(tmp_path, monkeypatch, tiny_data):
+    """The kept run (tests/test_artifacts.py) holds the running statistics too."""
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
-    model, metadata = trained_cnn(TINY)
-    path = artifact_path("numpy-cnn", TINY)
-    assert path.parent == tmp_path and path.is_file()
-    assert metadata["config"]["channels"] == [8, 16]
-    assert 0.5 < metadata["test_accuracy"] <= 1 and metadata["train_seconds"] > 0
-    mtime = path.stat().st_mtime_ns
-    again, _ = trained_cnn(TINY)  # loaded, not trained again
-    assert path.stat().st_mtime_ns == mtime
+    recipe = Recipe("numpy-cnn", TINY)
+    model = trained(recipe).model
+    assert 0.5 < trained(recipe).test_accuracy <= 1  # the second call loads the run
+    again = recipe.load(next(tmp_path.glob("numpy-cnn-*.npz")))
     X = tiny_data.test.flat[:50]
     np.testing.assert_array_equal(model.predict_logits(X), again.predict_logits(X))
     assert isinstance(again.layers[2], conv.BatchNorm2D)
@@ -135,15 +134,16 @@ def test_the_profile_names_products_and_copies(tiny_data):
 @pytest.mark.mnist
 def test_copied_weights_give_pytorchs_outputs(tiny_data):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    from dlfp.cnn_torch import copy_from_torch
     from dlfp.frameworks.torch_cnn import CNN
+    from dlfp.mirror import copy_from_torch
 
     net = CNN(TINY).double().eval()
     model = cnn(TINY, dtype=np.float64)
     copy_from_torch(model, net)
     X = tiny_data.test.flat[:64].astype(np.float64)
     with torch.no_grad():
-        theirs = net(torch.from_numpy(X).reshape(-1, 1, 28, 28)).numpy()
+        side = TINY.image_side
+        theirs = net(torch.from_numpy(X).reshape(-1, 1, side, side)).numpy()
     np.testing.assert_allclose(model.predict_logits(X), theirs, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="same CNNConfig"):
         copy_from_torch(cnn(CNNConfig()), net)
@@ -162,46 +162,43 @@ def test_copied_weights_give_pytorchs_outputs(tiny_data):
 @pytest.mark.mnist
 def test_lockstep_with_pytorch(tiny_data, dtype, steps, rtol):
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    from dlfp.cnn_torch import lockstep
+    from dlfp.cnn import Rows
+    from dlfp.mirror import cnn_twins, lockstep
+    from dlfp.recipes import Batches, learning_rate
 
     config = CNNConfig(batch_size=32, subset=2200, validation_size=200)
-    result = lockstep(config, tiny_data, steps=steps, dtype=dtype)
-    assert len(result["dlfp"]) == steps
+    batches = Batches(tiny_data.train.images, tiny_data.train.labels, config)
+    total = config.epochs * len(batches)
+    model, net = cnn_twins(config, dtype)
+    result = lockstep(
+        model,
+        net,
+        Rows(batches, dtype),
+        steps=steps,
+        optimizer="adamw",
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        schedule=lambda step: learning_rate(step, total, config),
+        threads=1,
+    )
+    assert len(result.dlfp_loss) == len(result.param_gap) == steps
     np.testing.assert_allclose(
-        result["dlfp"], result["torch"], rtol=rtol, err_msg="loss: ours vs PyTorch"
+        result.dlfp_loss, result.torch_loss, rtol=rtol, err_msg="loss: ours vs PyTorch"
     )
     if dtype == np.float64:
-        assert result["max_param_diff"][-1] < 1e-10
+        assert result.param_gap[-1] < 1e-10
 
 
 @pytest.mark.mnist
 def test_speed_ratio_times_both_in_one_process(tiny_data):
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    from dlfp.cnn_torch import speed_ratio
+    from dlfp.frameworks.speed import speed_ratio
 
     result = speed_ratio(TINY, tiny_data, steps=2, rounds=2, warmup=1, threads=1)
     assert result["threads"] == 1 and len(result["dlfp_rounds_s"]) == 2
     assert result["ratio"] == pytest.approx(
         result["dlfp_step_s"] / result["torch_step_s"]
     )
-
-
-# --- The accuracy the book claims -----------------------------------------------------
-
-
-@pytest.mark.mnist
-@pytest.mark.slow
-def test_the_book_cnn_reaches_its_claim():
-    """The full recipe, as in the chapter (minutes on two cores), against the claim the
-    chapter computes from the recorded seed runs."""
-    from dlfp.claims import check_claim, claim_for, load_runs
-
-    config = CNNConfig()
-    data = load_mnist_for(config)
-    model, history = train_cnn(config, data)
-    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels)
-    check_claim(claim_for("numpy-cnn"), test_accuracy, load_runs("numpy-cnn"))
-    assert history["val_accuracy"][-1] >= 0.99
 
 
 # --- The command line ---------------------------------------------------------------

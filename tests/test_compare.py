@@ -9,21 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from dlfp.data import load_mnist
-from dlfp.recipes import Batches, CNNConfig
+from dlfp.recipes import Batches
+
+from .conftest import SMALL_CNN
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 compare = pytest.importorskip("dlfp.frameworks.compare")
 torch_cnn = pytest.importorskip("dlfp.frameworks.torch_cnn")
 
-TINY = CNNConfig(
-    channels=(4, 8),
-    hidden=16,
-    epochs=1,
-    batch_size=32,
-    subset=600,
-    validation_size=100,
-)
 #: A few steps per block, no compiler: the experiment's logic in seconds.
 QUICK = compare.Plan(
     train_steps=3,
@@ -39,11 +32,6 @@ QUICK = compare.Plan(
     onnx=False,
     pause=0.0,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return load_mnist(validation_size=TINY.validation_size, subset=TINY.subset, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +95,10 @@ def test_rows_on_different_devices_are_never_compared():
 
 
 @pytest.mark.mnist
-def test_the_experiment_refuses_mixed_devices_before_running(tiny_data):
+def test_the_experiment_refuses_mixed_devices_before_running(small_cnn_data):
     plan = dataclasses.replace(QUICK, torch_device="cuda")
     with pytest.raises(compare.DeviceMismatchError, match="different devices"):
-        compare.run_training(TINY, tiny_data, plan)
+        compare.run_training(SMALL_CNN, small_cnn_data, plan)
 
 
 def test_paired_ratio_divides_round_by_round():
@@ -173,7 +161,7 @@ def test_seed_accuracy_summarises_each_framework(tmp_path):
 
 @pytest.mark.mnist
 def test_training_rows_are_timed_interleaved_and_record_their_settings(
-    tiny_data, keras_cnn
+    small_cnn_data, keras_cnn
 ):
     # No compilers: XLA's compile alone takes longer than a fast test should
     # (test_every_setting_runs_or_says_why runs them).
@@ -189,7 +177,7 @@ def test_training_rows_are_timed_interleaved_and_record_their_settings(
             {"jit_compile": False, "steps_per_execution": 3, "deterministic": False},
         ),
     ]
-    rows = compare.run_training(TINY, tiny_data, QUICK, settings)
+    rows = compare.run_training(SMALL_CNN, small_cnn_data, QUICK, settings)
     assert [r.setting for r in rows] == settings
     for row in rows:
         assert row.available, row.error
@@ -207,7 +195,7 @@ def test_training_rows_are_timed_interleaved_and_record_their_settings(
 
 
 @pytest.mark.mnist
-def test_a_setting_that_fails_becomes_an_unavailable_row(tiny_data, monkeypatch):
+def test_a_setting_that_fails_becomes_an_unavailable_row(small_cnn_data, monkeypatch):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler found\nmore detail")
 
@@ -222,7 +210,7 @@ def test_a_setting_that_fails_becomes_an_unavailable_row(tiny_data, monkeypatch)
             {"channels_last": True, "compile": True, "deterministic": False},
         )
     ]
-    rows = compare.run_training(TINY, tiny_data, QUICK, settings)
+    rows = compare.run_training(SMALL_CNN, small_cnn_data, QUICK, settings)
     assert [r.available for r in rows] == [True, True, False]
     assert rows[-1].error == "RuntimeError: no C++ compiler found"
     assert "unavailable: RuntimeError" in str(compare.table(rows, "training"))
@@ -230,11 +218,13 @@ def test_a_setting_that_fails_becomes_an_unavailable_row(tiny_data, monkeypatch)
 
 
 @pytest.mark.mnist
-def test_inference_rows_compute_the_same_logits(tiny_data, keras_cnn):
+def test_inference_rows_compute_the_same_logits(small_cnn_data, keras_cnn):
     torch.manual_seed(0)
-    torch_model = torch_cnn.CNN(TINY).eval()
-    keras_model = keras_cnn.build_model(TINY)
-    rows = compare.run_inference(torch_model, keras_model, tiny_data.test.images, QUICK)
+    torch_model = torch_cnn.CNN(SMALL_CNN).eval()
+    keras_model = keras_cnn.build_model(SMALL_CNN)
+    rows = compare.run_inference(
+        torch_model, keras_model, small_cnn_data.test.images, QUICK
+    )
     tasks = {r.task for r in rows}
     assert tasks == {"inference, batch", "inference, one image"}
     for row in rows:
@@ -248,15 +238,15 @@ def test_inference_rows_compute_the_same_logits(tiny_data, keras_cnn):
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_every_setting_runs_or_says_why(tiny_data, keras_cnn):
+def test_every_setting_runs_or_says_why(small_cnn_data, keras_cnn):
     """The full list of settings (compilers, ONNX export), on the tiny network."""
     plan = dataclasses.replace(QUICK, torch_compile=True, onnx=True, components=True)
-    rows = compare.run_training(TINY, tiny_data, plan)
+    rows = compare.run_training(SMALL_CNN, small_cnn_data, plan)
     torch.manual_seed(0)
     rows += compare.run_inference(
-        torch_cnn.CNN(TINY).eval(),
-        keras_cnn.build_model(TINY),
-        tiny_data.test.images,
+        torch_cnn.CNN(SMALL_CNN).eval(),
+        keras_cnn.build_model(SMALL_CNN),
+        small_cnn_data.test.images,
         plan,
     )
     assert {r.setting.role for r in rows} >= {"default", "chapter", "best", "onnx"}
@@ -272,34 +262,42 @@ def test_every_setting_runs_or_says_why(tiny_data, keras_cnn):
 
 
 @pytest.mark.mnist
-def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(tiny_data):
-    model, _ = torch_cnn.train(TINY, tiny_data, dev=torch.device("cpu"))
-    batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
+def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(small_cnn_data):
+    model, _ = torch_cnn.train(SMALL_CNN, small_cnn_data, dev=torch.device("cpu"))
+    batches = Batches(
+        small_cnn_data.train.images, small_cnn_data.train.labels, SMALL_CNN
+    )
     options = {"channels_last": True, "compile": False, "deterministic": True}
-    trainer = compare.training._TorchTrainer(TINY, len(batches), options, "cpu")
+    trainer = compare.training._TorchTrainer(SMALL_CNN, len(batches), options, "cpu")
     trainer(batches.epoch(0))
     for key, value in model.state_dict().items():
         assert torch.equal(value, trainer.model.state_dict()[key]), key
 
 
 @pytest.mark.mnist
-def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(tiny_data, keras_cnn):
-    model, _ = keras_cnn.train(TINY, tiny_data)
-    batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
+def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(
+    small_cnn_data, keras_cnn
+):
+    model, _ = keras_cnn.train(SMALL_CNN, small_cnn_data)
+    batches = Batches(
+        small_cnn_data.train.images, small_cnn_data.train.labels, SMALL_CNN
+    )
     options = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
-    trainer = compare.training._KerasTrainer(TINY, len(batches), options, "CPU")
+    trainer = compare.training._KerasTrainer(SMALL_CNN, len(batches), options, "CPU")
     trainer(batches.epoch(0))
     for ours, theirs in zip(trainer.model.weights, model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
 @pytest.mark.mnist
-def test_the_dlfp_row_trains_exactly_as_train_cnn(tiny_data):
-    from dlfp.cnn import train_cnn
+def test_the_dlfp_row_trains_exactly_as_its_chapter(small_cnn_data):
+    from dlfp import cnn
 
-    model, _ = train_cnn(TINY, tiny_data)
-    batches = Batches(tiny_data.train.images, tiny_data.train.labels, TINY)
-    trainer = compare.training._DlfpTrainer(TINY, len(batches), {}, "cpu")
+    model, _ = cnn.train(SMALL_CNN, small_cnn_data)
+    batches = Batches(
+        small_cnn_data.train.images, small_cnn_data.train.labels, SMALL_CNN
+    )
+    trainer = compare.training._DlfpTrainer(SMALL_CNN, len(batches), {}, "cpu")
     trainer(batches.epoch(0))
     for ours, theirs in zip(
         trainer.model.parameters(), model.parameters(), strict=True
@@ -308,14 +306,14 @@ def test_the_dlfp_row_trains_exactly_as_train_cnn(tiny_data):
 
 
 @pytest.mark.mnist
-def test_the_dlfp_row_joins_the_same_rounds_on_the_cpu_only(tiny_data):
+def test_the_dlfp_row_joins_the_same_rounds_on_the_cpu_only(small_cnn_data):
     settings = [
         s
         for s in compare.training_settings(QUICK)
         if s.role == "default" and s.framework in ("PyTorch", compare.DLFP)
     ]
     assert [s.framework for s in settings] == ["PyTorch", compare.DLFP]
-    rows = compare.run_training(TINY, tiny_data, QUICK, settings)
+    rows = compare.run_training(SMALL_CNN, small_cnn_data, QUICK, settings)
     for row in rows:
         assert row.available and len(row.seconds) == 3, row.error
     assert rows[1].threads["blas"] >= 1 and "BLAS" in str(
@@ -326,4 +324,4 @@ def test_the_dlfp_row_joins_the_same_rounds_on_the_cpu_only(tiny_data):
     assert compare.DLFP not in {s.framework for s in compare.training_settings(no_dlfp)}
     on_gpu = dataclasses.replace(QUICK, torch_device="cuda")
     with pytest.raises(compare.DeviceMismatchError):
-        compare.run_training(TINY, tiny_data, on_gpu, settings)
+        compare.run_training(SMALL_CNN, small_cnn_data, on_gpu, settings)

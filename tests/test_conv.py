@@ -407,17 +407,6 @@ def test_every_layer_keeps_the_contract(layer, shape):
         np.testing.assert_array_equal(layer.grads[key], value)
 
 
-def test_a_backward_written_for_one_argument_still_works():
-    class Doubling(Layer):
-        def backward(self, dout):  # the contract before input_grad
-            return 2 * dout
-
-    layer = Doubling()
-    layer.forward(np.ones(3), training=True)
-    np.testing.assert_array_equal(layer.backward(np.ones(3)), [2, 2, 2])
-    assert layer.backward(np.ones(3), input_grad=False) is None
-
-
 def test_training_skips_the_gradients_nothing_needs():
     """Before the first layer with parameters, no backward runs at all."""
     calls = []

@@ -1,7 +1,9 @@
 """Every layer, activation and loss against finite differences (float64) and PyTorch.
 
-Shapes are drawn from a seeded generator per test case, so a failure is reproducible;
-each assertion message prints "ours vs reference".
+The layers are those of the registry, one example each from ``tests/zoo.py``: a new
+layer type joins these checks when it is registered. Shapes and values are drawn from a
+seeded generator per test case, so a failure is reproducible; each assertion message
+prints "ours vs reference".
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlfp import activations, losses
+from dlfp import activations, losses, registry
 from dlfp.gradcheck import (
     check_layer,
     check_loss,
@@ -17,24 +19,28 @@ from dlfp.gradcheck import (
     numerical_gradient,
     rel_error,
 )
-from dlfp.layers import Dense, Dropout
+from dlfp.layers import Dropout
 from dlfp.model import mlp
+
+from .zoo import example
 
 TOL = 1e-6
 
-LAYERS = {
-    "dense": lambda rng, n_in, n_out: Dense(n_in, n_out, rng=rng, dtype=np.float64),
-    "sigmoid": lambda rng, n_in, n_out: activations.Sigmoid(),
-    "tanh": lambda rng, n_in, n_out: activations.Tanh(),
-    "relu": lambda rng, n_in, n_out: activations.ReLU(),
-    "leaky_relu": lambda rng, n_in, n_out: activations.LeakyReLU(0.05),
-    "softmax": lambda rng, n_in, n_out: activations.Softmax(),
-}
+
+def generic_point(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A batch whose entries have both signs, lie at least 0.05 from 0 (no ReLU kink)
+    and differ by more than 100 finite-difference steps (no max-pooling tie)."""
+    n = int(np.prod(shape))
+    magnitudes = np.linspace(0.05, 2.0, n)  # distinct: at least 1.95 / n apart
+    signs = rng.choice([-1.0, 1.0], size=n)
+    return rng.permutation(signs * magnitudes).reshape(shape)
 
 
-def away_from_kinks(X: np.ndarray, margin: float = 0.05) -> np.ndarray:
-    """Push entries away from 0, where ReLU has no derivative."""
-    return np.where(np.abs(X) < margin, np.sign(X + 1e-12) * margin, X)
+def layer_case(name: str, seed: int):
+    """The zoo's ``name`` layer in float64 and a generic batch of the shape it takes."""
+    rng = np.random.default_rng(seed)
+    layer, X = example(name, rng, np.float64)
+    return layer, generic_point(X.shape, rng), rng
 
 
 def random_biases(model, rng) -> None:
@@ -51,12 +57,14 @@ def case(seed: int):
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", registry.LAYERS)
 def test_layer_gradients(name, seed):
-    rng, B, n_in, n_out = case(seed)
-    layer = LAYERS[name](rng, n_in, n_out)
-    X = away_from_kinks(rng.standard_normal((B, n_in)))
+    """Every registered layer's backward against centred differences, for its input
+    and every parameter (Dropout with the mask of its forward pass, batch normalisation
+    with the batch's statistics: see :func:`dlfp.gradcheck.check_layer`)."""
+    layer, X, rng = layer_case(name, seed)
     errors = check_layer(layer, X, rng)
+    assert set(errors) == {"X", *layer.grads}
     for key, err in errors.items():
         assert err < TOL, f"{name} d{key}: relative error {err:.2e} (ours vs numerical)"
 
@@ -178,14 +186,34 @@ def torch():
     return pytest.importorskip("torch", reason="PyTorch is not installed")
 
 
-def torch_activations(torch):
+def torch_layers(torch) -> dict:
+    """What each registered layer computes, in PyTorch: ``f(layer, X, params)`` with
+    ``params`` the layer's trainable arrays as tensors."""
+    F = torch.nn.functional
     return {
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "relu": torch.relu,
-        "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.05),
-        "softmax": lambda t: torch.softmax(t, dim=1),
+        "Dense": lambda layer, X, p: X @ p["W"] + p["b"],
+        "Sigmoid": lambda layer, X, p: torch.sigmoid(X),
+        "Tanh": lambda layer, X, p: torch.tanh(X),
+        "ReLU": lambda layer, X, p: torch.relu(X),
+        "LeakyReLU": lambda layer, X, p: F.leaky_relu(X, layer.alpha),
+        "Softmax": lambda layer, X, p: torch.softmax(X, dim=1),
+        "Conv2D": lambda layer, X, p: F.conv2d(
+            X, p["K"], p.get("b"), stride=layer.stride, padding=layer.padding
+        ),
+        "BatchNorm2D": lambda layer, X, p: F.batch_norm(
+            X, None, None, p["gamma"], p["beta"], training=True, eps=layer.eps
+        ),
+        "MaxPool2D": lambda layer, X, p: F.max_pool2d(X, layer.k, layer.stride),
+        "Flatten": lambda layer, X, p: X.reshape(len(X), -1),
+        "Reshape": lambda layer, X, p: X.reshape(len(X), *layer.shape),
     }
+
+
+#: Registered layers that have no PyTorch function to compare with, and why.
+NOT_COMPARED_WITH_PYTORCH = {
+    "Dropout": "PyTorch draws its own random mask; "
+    "test_dropout_gradient_uses_the_forward_mask checks ours",
+}
 
 
 def t64(a):
@@ -195,20 +223,22 @@ def t64(a):
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", registry.LAYERS)
 def test_layers_match_pytorch(torch, name, seed):
-    rng, B, n_in, n_out = case(seed)
-    layer = LAYERS[name](rng, n_in, n_out)
-    X = away_from_kinks(rng.standard_normal((B, n_in)))
+    if name in NOT_COMPARED_WITH_PYTORCH:
+        pytest.skip(f"{name}: {NOT_COMPARED_WITH_PYTORCH[name]}")
+    reference = torch_layers(torch).get(name)
+    assert reference is not None, (
+        f"{name} is registered: add its PyTorch function to torch_layers(), or say "
+        "why it has none in NOT_COMPARED_WITH_PYTORCH"
+    )
+    layer, X, rng = layer_case(name, seed)
     ours = layer.forward(X, training=True)
     R = rng.standard_normal(ours.shape)
     dX = layer.backward(R)
     Xt = t64(X)
-    if name == "dense":
-        W, b = t64(layer.params["W"]), t64(layer.params["b"])
-        ref = Xt @ W + b
-    else:
-        ref = torch_activations(torch)[name](Xt)
+    params = {key: t64(layer.params[key]) for key in layer.grads}
+    ref = reference(layer, Xt, params)
     (ref * torch.from_numpy(R)).sum().backward()
     np.testing.assert_allclose(
         ours,
@@ -224,18 +254,12 @@ def test_layers_match_pytorch(torch, name, seed):
         atol=1e-14,
         err_msg=f"{name} dX: ours vs PyTorch",
     )
-    if name == "dense":
+    for key, tensor in params.items():
         np.testing.assert_allclose(
-            layer.grads["W"],
-            W.grad.numpy(),
+            layer.grads[key],
+            tensor.grad.numpy(),
             rtol=1e-10,
-            err_msg="dense dW: ours vs PyTorch",
-        )
-        np.testing.assert_allclose(
-            layer.grads["b"],
-            b.grad.numpy(),
-            rtol=1e-10,
-            err_msg="dense db: ours vs PyTorch",
+            err_msg=f"{name} d{key}: ours vs PyTorch",
         )
 
 

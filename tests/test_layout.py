@@ -64,8 +64,8 @@ def _under(name: str, prefixes) -> bool:
 
 #: The floors above the core: recipes, kept models, frameworks and their mirrors.
 UPPER = (
-    "dlfp.recipes", "dlfp.artifacts", "dlfp.frameworks", "dlfp.cnn", "dlfp.cnn_torch",
-    "dlfp.torch_reference", "dlfp.cli",
+    "dlfp.recipes", "dlfp.artifacts", "dlfp.frameworks", "dlfp.cnn", "dlfp.mirror",
+    "dlfp.cli",
 )  # fmt: skip
 #: The network and its data, which need nothing above them.
 CORE = (
@@ -97,8 +97,9 @@ def test_the_checker_sees_relative_and_late_imports():
     """The walk above must find what it forbids, or it could never fail."""
     cnn = imports(PACKAGE / "cnn.py")
     assert {"dlfp.recipes", "dlfp.optim", "dlfp.conv"} <= cnn
-    artifacts = imports(PACKAGE / "artifacts.py")  # imports recipes inside functions
-    assert "dlfp.recipes" in artifacts and "dlfp.io" in artifacts
+    trainers = PACKAGE / "frameworks" / "compare" / "training.py"
+    late = imports(trainers)  # relative imports, three dots up, inside functions
+    assert "dlfp.cnn" in late and "dlfp.train" in late
 
 
 def test_a_configuration_imports_no_experiment_and_no_framework():
@@ -130,8 +131,63 @@ def test_each_recipe_has_one_name_everywhere():
     with pytest.raises(ValueError, match="unknown recipe 'torch'; use one of mlp, "):
         claims.load_runs("torch")
     with pytest.raises(ValueError, match="unknown recipe 'cnn'; use one of mlp, "):
-        recipes.recipe_config("cnn")
-    assert recipes.recipe_config("torch-cnn", seed=3) == recipes.CNNConfig(seed=3)
+        recipes.recipe("cnn")
+    assert recipes.recipe("torch-cnn", seed=3).config == recipes.CNNConfig(seed=3)
+
+
+@pytest.mark.parametrize("name", ["mlp", "numpy-cnn", "torch-cnn", "keras-cnn"])
+def test_each_recipe_names_a_module_that_implements_it(name):
+    """A recipe trains, tests, saves and loads through one module, which provides what
+    dlfp.recipes.Implementation lists, under the recipe's name and suffix."""
+    from dlfp import recipes
+    from dlfp.frameworks import backend
+
+    kind = recipes.RECIPES[name]
+    if name in backend.BACKENDS:
+        pytest.importorskip({"torch-cnn": "torch", "keras-cnn": "tensorflow"}[name])
+    module = recipes.recipe(name).implementation
+    assert module.__name__ == kind.module
+    assert (module.NAME, module.SUFFIX) == (name, kind.suffix)
+    backend.check(module, recipes.Implementation)
+
+
+def _closure(module: str) -> set[str]:
+    """Every dlfp module that ``module`` imports, and those they import, at the top or
+    inside functions, except the package ``dlfp`` itself (whose __init__ re-exports)."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name == "dlfp":
+            continue
+        seen.add(name)
+        relative = Path(*name.split(".")[1:])
+        path = (PACKAGE / relative).with_suffix(".py")
+        if not path.is_file():
+            path = PACKAGE / relative / "__init__.py"
+        todo += imports(path)
+    return seen - {"dlfp"}
+
+
+#: Modules a training path imports that do not change its numbers: where files are
+#: kept, how threads are reported, how a history is printed.
+NOT_NUMBERS = {
+    "dlfp.cache", "dlfp.threads", "dlfp.artifacts", "dlfp.frameworks",
+    "dlfp.frameworks.backend", "dlfp.report",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["mlp", "numpy-cnn", "torch-cnn", "keras-cnn"])
+def test_a_kept_run_depends_on_every_module_that_trains_it(name):
+    """dlfp.artifacts.SOURCES lists every module the recipe's implementation imports,
+    so that editing any of them retrains the kept run."""
+    from dlfp import artifacts, recipes
+
+    listed = {
+        "dlfp." + source.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for source in artifacts.SOURCES[name]
+    }
+    needed = _closure(recipes.RECIPES[name].module) - NOT_NUMBERS
+    assert needed <= listed, f"add to SOURCES[{name!r}]: {sorted(needed - listed)}"
 
 
 def test_thread_counts_are_set_in_one_place():

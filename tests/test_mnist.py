@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlfp.artifacts import artifact_path, kept_mlp, save_trained, trained_mlp
 from dlfp.cli import main
 from dlfp.data import load_mnist, random_shift
 from dlfp.model import load, mlp
-from dlfp.recipes import MLPConfig, load_mnist_for, train_mlp
-from dlfp.train import print_log
+from dlfp.recipes import MLPConfig, load_mnist_for
+from dlfp.recipes.mlp import train as train_mlp
 
 TINY = MLPConfig(hidden=(16,), epochs=1, validation_size=500, subset=3000, max_shift=1)
 
@@ -67,83 +66,43 @@ def test_recipe_is_reproducible(mnist):
     )
 
 
-@pytest.mark.mnist
-def test_trained_model_is_kept_for_later_chapters(tmp_path, monkeypatch):
-    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
-    model, metadata = trained_mlp(TINY)
-    saved = list(tmp_path.glob("mlp-*.npz"))
-    assert len(saved) == 1 and metadata["config"]["hidden"] == [16]
-    assert len(metadata["history"]["val_accuracy"]) == 1
-    mtime = saved[0].stat().st_mtime_ns
-    again, _ = trained_mlp(TINY)  # loaded, not retrained
-    assert saved[0].stat().st_mtime_ns == mtime
-    for p, q in zip(model.parameters(), again.parameters(), strict=True):
-        np.testing.assert_array_equal(p.value, q.value)
-
-
-@pytest.mark.mnist
-def test_a_chapter_trains_once_then_finds_the_kept_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
-    assert kept_mlp(TINY) is None  # nothing kept yet: the chapter trains
-    model, history = train_mlp(TINY, verbose=True)
-    log = capsys.readouterr().out
-    # A model kept without its training time (an older file) is not taken as a run.
-    save_trained(model, TINY, history)
-    assert kept_mlp(TINY) is None
-    save_trained(model, TINY, history, 12.5)
-    kept, kept_history, seconds = kept_mlp(TINY)
-    assert seconds == 12.5 and kept_history == history
-    for p, q in zip(model.parameters(), kept.parameters(), strict=True):
-        np.testing.assert_array_equal(p.value, q.value)
-    print_log(kept_history, TINY.epochs)  # the kept run's log reads as the run's own
-    assert capsys.readouterr().out == log and log.startswith("epoch")
-    # Saving the kept run again (the chapter's save cell after a load) writes nothing.
-    path = artifact_path("mlp", TINY)
-    before = path.stat().st_mtime_ns
-    save_trained(kept, TINY, kept_history, 99.0)
-    assert path.stat().st_mtime_ns == before and kept_mlp(TINY)[2] == 12.5
-
-
 # --- The same numbers as PyTorch ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "dtype, widths, n, rtol, weight_tol",
+    "dtype, widths, dropout, n, rtol, weight_tol",
     [
         # float64: the two agree to rounding, in losses and in weights, for 50 steps
-        (np.float64, [784, 64, 32, 10], 3200, 1e-10, 1e-10),
+        (np.float64, [784, 64, 32, 10], 0.0, 3200, 1e-10, 1e-10),
+        # with dropout: PyTorch's dropout applies the masks dlfp drew
+        (np.float64, [784, 64, 10], 0.5, 1280, 1e-10, 1e-10),
         # float32: to float32 tolerance over 20 steps
-        (np.float32, [784, 64, 10], 1280, 1e-5, None),
+        (np.float32, [784, 64, 10], 0.0, 1280, 1e-5, None),
     ],
 )
 @pytest.mark.mnist
-def test_lockstep_with_pytorch(mnist, dtype, widths, n, rtol, weight_tol):
+def test_lockstep_with_pytorch(mnist, dtype, widths, dropout, n, rtol, weight_tol):
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    from dlfp.torch_reference import lockstep
+    from dlfp.mirror import lockstep, to_torch
+    from dlfp.train import Shuffled
 
     rng = np.random.default_rng(0)
-    model = mlp(widths, rng=rng, dtype=dtype)
-    result = lockstep(
-        model,
-        mnist.train.flat[:n],
-        mnist.train.labels[:n],
-        epochs=1,
-        batch_size=64,
-        lr=1e-3,
-        rng=rng,
-    )
-    assert len(result["dlfp"]) == n // 64
+    model = mlp(widths, dropout=dropout, rng=rng, dtype=dtype)
+    batches = Shuffled(mnist.train.flat[:n], mnist.train.labels[:n], 64, rng)
+    result = lockstep(model, to_torch(model), batches, lr=1e-3)
+    assert len(result.dlfp_loss) == len(result.param_gap) == n // 64
     np.testing.assert_allclose(
-        result["dlfp"], result["torch"], rtol=rtol, err_msg="loss: ours vs PyTorch"
+        result.dlfp_loss, result.torch_loss, rtol=rtol, err_msg="loss: ours vs PyTorch"
     )
+    np.testing.assert_array_equal(result.epoch_gap, result.param_gap[-1:])
     if weight_tol is not None:
-        assert result["max_weight_diff"][-1] < weight_tol
+        assert result.epoch_gap[-1] < weight_tol
 
 
 @pytest.mark.mnist
 def test_torch_copy_has_the_same_outputs(mnist):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    from dlfp.torch_reference import to_torch
+    from dlfp.mirror import to_torch
 
     model = mlp([784, 32, 10], "tanh", rng=np.random.default_rng(0))
     net = to_torch(model)
@@ -216,18 +175,3 @@ def test_console_script_is_installed():
         )
         assert result.returncode == 0 and option in result.stdout, kind
         assert "--max-shift" in result.stdout
-
-
-# --- The accuracy the book claims ---------------------------------------------------
-
-
-@pytest.mark.mnist
-@pytest.mark.slow
-def test_the_book_mlp_reaches_its_claim(mnist):
-    """The full recipe, as in the chapter (about two minutes on two cores), against
-    the claim that the recorded seed runs support (:mod:`dlfp.claims`)."""
-    from dlfp.claims import check_claim, claim_for, load_runs
-
-    model, history = train_mlp(MLPConfig(), mnist)
-    _, test_accuracy = model.evaluate(mnist.test.flat, mnist.test.labels)
-    check_claim(claim_for("mlp"), test_accuracy, load_runs("mlp"))

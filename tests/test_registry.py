@@ -73,17 +73,13 @@ def test_activation_names_come_from_the_registry():
         activations.get("swish")
 
 
-def test_the_model_file_format_is_also_importable_from_dlfp_model(tmp_path):
-    assert model.load is io.load and model.ModelFileError is io.ModelFileError
-    net = model.mlp([3, 4, 2], rng=np.random.default_rng(1))
-    assert net.metadata == {}  # a model built in memory has empty metadata
-    again = model.load(net.save(tmp_path / "m", accuracy=0.5))
-    assert again.metadata == {"accuracy": 0.5}
-
-
 def test_the_pytorch_mirror_reads_the_registry():
-    torch_reference = pytest.importorskip("dlfp.torch_reference")
-    assert set(torch_reference.TORCH_EQUIVALENTS) <= set(registry.LAYERS)
+    torch = pytest.importorskip("torch")
+    mirror = pytest.importorskip("dlfp.mirror")
+    assert set(mirror.TORCH_EQUIVALENTS) <= set(registry.LAYERS)
+    # Every registered layer has a PyTorch equivalent, but for the softmax, which
+    # PyTorch folds into its cross-entropy.
+    assert set(registry.LAYERS) - set(mirror.TORCH_EQUIVALENTS) == {"Softmax"}
     rng = np.random.default_rng(2)
     net = Sequential(
         [
@@ -100,10 +96,34 @@ def test_the_pytorch_mirror_reads_the_registry():
     )
     X = rng.random((6, 4)).astype(np.float32)
     ours = net.forward(X)
-    theirs = torch_reference.to_torch(net).eval()(torch_reference.torch.from_numpy(X))
+    theirs = mirror.to_torch(net).eval()(torch.from_numpy(X))
     np.testing.assert_allclose(theirs.detach().numpy(), ours, rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="no PyTorch equivalent"):
-        torch_reference.to_torch(Sequential([activations.Softmax()]))
+        mirror.to_torch(Sequential([activations.Softmax()]))
+
+
+@pytest.mark.parametrize("name", list(registry.LAYERS))
+def test_every_layer_with_a_pytorch_equivalent_is_mirrored_both_ways(name):
+    """to_torch builds the module that computes what the layer computes, with its
+    arrays; copy_from_torch reads the same table back into the layer."""
+    torch = pytest.importorskip("torch")
+    mirror = pytest.importorskip("dlfp.mirror")
+    if name not in mirror.TORCH_EQUIVALENTS:
+        pytest.skip(f"{name} has no PyTorch equivalent")
+    net, X = one_layer_model(name, np.random.default_rng(4), np.float64)
+    twin = mirror.to_torch(net).eval()
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(theirs, net.forward(X), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # new values in PyTorch's module, read back into dlfp
+        for tensor in [*twin.parameters(), *twin.buffers()]:
+            if tensor.is_floating_point():
+                tensor.mul_(1.5).add_(0.25)
+        theirs = twin(torch.from_numpy(X)).numpy()
+    mirror.copy_from_torch(net, twin)
+    np.testing.assert_allclose(theirs, net.forward(X), rtol=1e-12, atol=1e-12)
+    if net.parameters():
+        assert mirror.param_gap(net, twin) == 0
 
 
 @pytest.mark.parametrize("name", list(registry.LAYERS))

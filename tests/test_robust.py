@@ -17,6 +17,7 @@ import pytest
 from dlfp import artifacts, claims, recipes
 from dlfp.cli import main
 from dlfp.model import ModelFileError, load, mlp
+from dlfp.recipes import mlp as mlp_recipe
 
 # --- The margin rule -----------------------------------------------------------------
 
@@ -92,15 +93,16 @@ TINY = recipes.MLPConfig(
 def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkeypatch):
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path / "artifacts"))
     trained = []
-    real = recipes.train_mlp
+    real = mlp_recipe.train
 
     def counting(config, *args, **kwargs):
         trained.append(config)
         return real(config, *args, **kwargs)
 
-    monkeypatch.setattr(recipes, "train_mlp", counting)
-    artifacts.trained_mlp(TINY)
-    artifacts.trained_mlp(TINY)
+    monkeypatch.setattr(mlp_recipe, "train", counting)
+    tiny = recipes.Recipe("mlp", TINY)
+    artifacts.trained(tiny)
+    artifacts.trained(tiny)
     assert len(trained) == 1, "an unchanged recipe must be loaded, not retrained"
 
     # Another version of NumPy computes other numbers: a new key, a new training.
@@ -110,7 +112,7 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
         "package_versions",
         lambda packages: {**versions(packages), "numpy": "0.0-other"},
     )
-    artifacts.trained_mlp(TINY)
+    artifacts.trained(tiny)
     assert len(trained) == 2
     monkeypatch.setattr(artifacts, "package_versions", versions)
 
@@ -119,17 +121,17 @@ def test_a_kept_model_is_retrained_when_code_or_versions_change(tmp_path, monkey
     code.write_text("# the training loop\n")
     sources = (*artifacts.SOURCES["mlp"], str(code))
     monkeypatch.setitem(artifacts.SOURCES, "mlp", sources)
-    artifacts.trained_mlp(TINY)
-    artifacts.trained_mlp(TINY)
+    artifacts.trained(tiny)
+    artifacts.trained(tiny)
     code.write_text("# the training loop, changed\n")
-    artifacts.trained_mlp(TINY)
+    artifacts.trained(tiny)
     assert len(trained) == 4
 
 
 def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
-    config = recipes.CNNConfig()
-    path = artifacts.artifact_path("torch-cnn", config, ".pt")
-    assert path == artifacts.artifact_path("torch-cnn", config, ".pt")
+    torch_cnn, keras_cnn = recipes.recipe("torch-cnn"), recipes.recipe("keras-cnn")
+    path = artifacts.artifact_path(torch_cnn)
+    assert path == artifacts.artifact_path(torch_cnn) and path.suffix == ".pt"
     versions = artifacts.package_versions
     for package in ("torch", "numpy"):
         monkeypatch.setattr(
@@ -137,15 +139,15 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
             "package_versions",
             lambda names, p=package: {**versions(names), p: "0.0-other"},
         )
-        assert artifacts.artifact_path("torch-cnn", config, ".pt") != path, package
+        assert artifacts.artifact_path(torch_cnn) != path, package
     monkeypatch.setattr(artifacts, "package_versions", versions)
-    keras_path = artifacts.artifact_path("keras-cnn", config, ".keras")
+    keras_path = artifacts.artifact_path(keras_cnn)
     monkeypatch.setattr(
         artifacts,
         "package_versions",
         lambda names: {**versions(names), "tensorflow-cpu": "0.0-other"},
     )
-    assert artifacts.artifact_path("keras-cnn", config, ".keras") != keras_path
+    assert artifacts.artifact_path(keras_cnn) != keras_path
     monkeypatch.setattr(artifacts, "package_versions", versions)
     # The data code is part of every framework's key: edit it, and the key changes.
     fake_data = artifacts.PACKAGE_ROOT / "data" / "mnist.py"
@@ -156,7 +158,7 @@ def test_cnn_keys_cover_the_data_code_and_the_framework_versions(monkeypatch):
         return text + b"# edited" if self == fake_data else text
 
     monkeypatch.setattr(type(fake_data), "read_bytes", edited)
-    assert artifacts.artifact_path("torch-cnn", config, ".pt") != path
+    assert artifacts.artifact_path(torch_cnn) != path
 
 
 def test_every_kept_model_is_named_in_one_table(tmp_path, monkeypatch):
@@ -164,16 +166,18 @@ def test_every_kept_model_is_named_in_one_table(tmp_path, monkeypatch):
     numbers depend on; each kind's files are named after it, in the one folder."""
     monkeypatch.setenv("DLFP_ARTIFACTS", str(tmp_path))
     assert set(artifacts.PACKAGES) == set(artifacts.SOURCES)
+    assert set(artifacts.SOURCES) == set(recipes.RECIPES)
     for kind in artifacts.SOURCES:  # every named source exists: fingerprint reads it
-        config = recipes.MLPConfig() if kind == "mlp" else recipes.CNNConfig()
-        path = artifacts.artifact_path(kind, config)
+        path = artifacts.artifact_path(recipes.recipe(kind))
         assert path.parent == tmp_path and path.name.startswith(f"{kind}-")
-        assert path.name.endswith(".npz")
+        assert path.suffix == recipes.RECIPES[kind].suffix
     for kind in ("numpy-cnn", "torch-cnn", "keras-cnn"):  # the shared CNN code
-        shared = {*artifacts.RECIPES, "optim.py"}
+        shared = {*artifacts._RECIPES, "optim.py"}
         assert shared <= set(artifacts.SOURCES[kind]), kind
-    with pytest.raises(ValueError, match="kept model 'torch'; use one of mlp, "):
-        artifacts.artifact_path("torch", recipes.CNNConfig())
+    with pytest.raises(ValueError, match="unknown recipe 'torch'; use one of mlp, "):
+        recipes.recipe("torch")
+    with pytest.raises(TypeError, match="the recipe 'mlp' takes a MLPConfig"):
+        recipes.Recipe("mlp", recipes.CNNConfig())
 
 
 def test_fingerprint_reads_every_named_source(tmp_path):
@@ -224,8 +228,8 @@ def test_bad_options_fail_before_any_training(
     def never(*args, **kwargs):
         raise AssertionError("training started despite a bad option")
 
-    monkeypatch.setattr("dlfp.cli.train_mlp", never)
-    monkeypatch.setattr("dlfp.cli.load_mnist_for", never)
+    monkeypatch.setattr("dlfp.recipes.Recipe.train", never)
+    monkeypatch.setattr("dlfp.recipes.Recipe.data", never)
     err = one_sentence_error(capsys, ["train", kind, "--no-progress", *options])
     assert message in err
 
@@ -246,8 +250,8 @@ def test_a_run_that_diverges_ends_in_one_sentence_and_saves_nothing(
 
     labels = SimpleNamespace(labels=np.zeros(10, dtype=np.int64))
     data = SimpleNamespace(train=labels, validation=labels, test=labels)
-    monkeypatch.setattr("dlfp.cli.load_mnist_for", lambda *a, **k: data)
-    monkeypatch.setattr("dlfp.cli.train_mlp", diverge)
+    monkeypatch.setattr("dlfp.recipes.Recipe.data", lambda *a, **k: data)
+    monkeypatch.setattr("dlfp.recipes.Recipe.train", diverge)
     output = tmp_path / "m.npz"
     code = main(["train", "mlp", "--no-progress", "--lr", "50", "-o", str(output)])
     err = capsys.readouterr().err
@@ -338,7 +342,7 @@ def test_tensorflow_writes_nothing_to_stderr():
 def test_every_recipe_is_frozen_plain_data(name):
     """A recipe is a frozen dataclass of plain values: its key (dlfp.artifacts) and the
     metadata saved with a model are built from dataclasses.asdict, and rebuild it."""
-    config = recipes.recipe_config(name, seed=3)
+    config = recipes.recipe(name, seed=3).config
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 4
     settings = dataclasses.asdict(config)
@@ -354,7 +358,7 @@ def test_every_recipe_is_frozen_plain_data(name):
 
 #: The modules that exist to run a framework; every other one must import without it.
 FRAMEWORK_MODULES = {
-    "dlfp.torch_reference",
+    "dlfp.mirror",
     "dlfp.frameworks.torch_cnn",
     "dlfp.frameworks.keras_cnn",
     "dlfp.frameworks._quiet",

@@ -12,7 +12,7 @@ from dlfp.activations import Tanh
 from dlfp.layers import Dense
 from dlfp.losses import mse, softmax_cross_entropy
 from dlfp.model import ModelFileError, Sequential, load, mlp
-from dlfp.recipes import CNNConfig, MLPConfig, learning_rate
+from dlfp.recipes import CNNConfig, learning_rate
 from dlfp.train import TrainingDivergedError, batches, fit, train_step
 
 
@@ -181,15 +181,9 @@ def test_warmup_schedule_rises_linearly_then_holds():
     assert [rate(t) for t in range(6)] == pytest.approx(expected)
 
 
-# The schedules as they were written before they were gathered in dlfp.optim: the
-# book's numbers were computed with exactly these floating-point operations.
-
-
-def _old_cosine(lr_max, epochs, lr_min, epoch):
-    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
-
-
-def _old_learning_rate(step, total_steps, config):
+def _eq_torch_schedule(step, total_steps, config):
+    """Eq. (eq-torch-schedule) of the PyTorch chapter, written out as the book's numbers
+    were first computed (the same floating-point operations)."""
     warm = max(1, round(config.warmup * total_steps))
     if step < warm:
         return config.lr * step / warm
@@ -201,21 +195,9 @@ def _bits(values):
     return [float(v).hex() for v in values]
 
 
-def test_the_mlp_schedule_is_bit_identical_to_the_old_formula():
-    for config in (MLPConfig(), MLPConfig(lr=3e-3, epochs=7), MLPConfig(epochs=1)):
-        schedule = optim.cosine_schedule(config.lr, config.epochs)
-        epochs = range(config.epochs + 1)
-        old = [_old_cosine(config.lr, config.epochs, 0.0, j) for j in epochs]
-        assert _bits(schedule(j) for j in epochs) == _bits(old)
-    schedule = optim.cosine_schedule(0.1, 5, lr_min=0.01)
-    fine = np.linspace(0, 5, 41)  # the optimizers chapter plots fractional epochs too
-    assert _bits(schedule(j) for j in fine) == _bits(
-        _old_cosine(0.1, 5, 0.01, j) for j in fine
-    )
-
-
-def test_the_cnn_schedule_is_bit_identical_to_the_old_formula():
-    """Every step of the book's CNN recipe (55,000 training images), and others."""
+def test_the_cnn_schedule_is_eq_torch_schedule_bit_for_bit():
+    """Every step of the book's CNN recipe (55,000 training images), and others: the
+    warm-up, then half a cosine to 0, and 0 after the last step."""
     book = CNNConfig()
     runs = [(book, book.epochs * book.steps_per_epoch(55_000))]
     for warmup in (0.0, 0.15, 0.2, 0.5, 1.0):
@@ -223,10 +205,10 @@ def test_the_cnn_schedule_is_bit_identical_to_the_old_formula():
             runs.append((CNNConfig(lr=0.01, warmup=warmup), total))
     for config, total in runs:
         steps = range(total + 2)  # one past the end: the rate stays at 0
-        old = _bits(_old_learning_rate(s, total, config) for s in steps)
-        assert _bits(learning_rate(s, total, config) for s in steps) == old
+        expected = _bits(_eq_torch_schedule(s, total, config) for s in steps)
+        assert _bits(learning_rate(s, total, config) for s in steps) == expected
         rate = optim.warmup_cosine_schedule(config.lr, total, config.warmup)
-        assert _bits(rate(s) for s in steps) == old
+        assert _bits(rate(s) for s in steps) == expected
 
 
 # --- Errors at the model's door -----------------------------------------------------
@@ -281,24 +263,27 @@ def test_bad_inputs_are_caught_at_the_door(model, X, y, message):
     assert str(err.value).endswith(".") and "\n" not in str(err.value)
 
 
-def test_train_step_is_the_four_lines_bit_for_bit():
-    """Forward in training mode, loss and gradient, backward, update: train_step gives
-    the same loss, output and parameters as the step written out by hand."""
+def test_train_step_is_one_step_of_eq_gd_update():
+    """One step of eq. (eq-gd-update), theta <- theta - eta g, with g the gradient of
+    the mini-batch loss (eq. (eq-gd-minibatch)) that a forward pass in training mode
+    (dropout on) and backward give; it returns that loss and that output."""
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
-    models = [mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1))]
-    models.append(mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1)))
-    ours, theirs = (optim.Adam(m.parameters(), lr=0.01) for m in models)
+    model = mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1))
+    twin = mlp([4, 8, 3], "relu", dropout=0.5, rng=np.random.default_rng(1))
+    eta = 0.1
+    sgd = optim.SGD(model.parameters(), lr=eta)
     for _ in range(3):
-        value, out = train_step(models[0], softmax_cross_entropy, ours, X, y)
-        expected_out = models[1].forward(X, training=True)
+        value, out = train_step(model, softmax_cross_entropy, sgd, X, y)
+        expected_out = twin.forward(X, training=True)
         expected, dout = softmax_cross_entropy(expected_out, y)
-        models[1].backward(dout, input_grad=False)
-        theirs.step()
+        twin.backward(dout, input_grad=False)
+        for p in twin.parameters():
+            p.value[...] -= eta * p.grad  # eq. (eq-gd-update)
         assert value == expected
         np.testing.assert_array_equal(out, expected_out)
-    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
-        np.testing.assert_array_equal(p.value, q.value)
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+            np.testing.assert_array_equal(p.value, q.value, err_msg=p.name)
 
 
 def test_train_step_refuses_a_non_finite_loss_and_leaves_the_model():
@@ -530,7 +515,10 @@ def test_backward_without_input_gradient_gives_the_same_parameter_gradients():
         np.testing.assert_array_equal(before, p.grad)
 
 
-def test_backward_without_input_gradient_still_calls_an_overridden_backward():
+def test_a_backward_written_for_one_argument_still_works():
+    """The contract before ``input_grad``: a layer whose ``backward`` takes ``dout``
+    alone is still called, by a model and directly, and writes its gradients; with
+    ``input_grad=False`` it returns None."""
     calls = []
 
     class Logged(Dense):
@@ -539,10 +527,16 @@ def test_backward_without_input_gradient_still_calls_an_overridden_backward():
             return super().backward(dout)
 
     rng = np.random.default_rng(4)
-    model = Sequential([Logged(4, 3, rng=rng)])
+    layer = Logged(4, 3, rng=rng)
+    model = Sequential([layer])
     model.forward(rng.standard_normal((5, 4)), training=True)
     model.backward(np.ones((5, 3)), input_grad=False)
     assert calls == [5]
+    np.testing.assert_array_equal(layer.grads["b"], np.full(3, 5.0))  # sum over batch
+    assert layer.backward(2 * np.ones((5, 3))).shape == (5, 4)
+    assert layer.backward(np.ones((5, 3)), input_grad=False) is None
+    assert calls == [5, 5, 5]
+    np.testing.assert_array_equal(layer.grads["b"], np.full(3, 5.0))
 
 
 # --- Early stopping -----------------------------------------------------------------
@@ -570,6 +564,7 @@ def overfitting_run(patience, epochs=60):
 
 def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
     _, full, _ = overfitting_run(None)
+    assert full.best_epoch is None and full.epoch == list(range(1, 61))  # every epoch
     best = int(np.argmin(full.val_loss)) + 1
     assert best < len(full.epoch) - 5, "the run no longer overfits: the test is void"
     model, history, (X_val, y_val) = overfitting_run(patience=5)
@@ -579,28 +574,6 @@ def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
     val_loss, _ = model.evaluate(X_val, y_val)
     assert val_loss == pytest.approx(min(full.val_loss), rel=1e-6)  # the best weights
     assert history.as_dict()["best_epoch"] == best
-
-
-def test_default_fit_is_unchanged_by_early_stopping_support():
-    """Without patience, fit runs every epoch and leaves the last weights, bit for bit
-    as the same loop written out by hand."""
-    model, history, _ = overfitting_run(None, epochs=8)
-    assert history.best_epoch is None and history.epoch == list(range(1, 9))
-    rng = np.random.default_rng(0)
-    X, y = toy.moons(40, rng, noise=0.35)
-    X = X.astype(np.float32)  # as fit casts it, once, to the model's dtype
-    ref = mlp([2, 64, 64, 2], rng=np.random.default_rng(1))
-    opt = optim.Adam(ref.parameters(), lr=0.02)
-    from dlfp.losses import softmax_cross_entropy
-
-    shuffle = np.random.default_rng(2)
-    for _ in range(8):
-        for idx in batches(40, 40, shuffle):
-            _, dout = softmax_cross_entropy(ref.forward(X[idx], training=True), y[idx])
-            ref.backward(dout, input_grad=False)
-            opt.step()
-    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
-        np.testing.assert_array_equal(p.value, q.value)
 
 
 @pytest.mark.parametrize(

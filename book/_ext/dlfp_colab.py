@@ -5,13 +5,13 @@ Colab opens notebooks only, and every chapter here is MyST markdown. When the HT
 is built, this writes ``_notebooks/<page>.ipynb`` beside the pages for every chapter
 with code, and gives each page an "Open in Colab" button and a ``.ipynb`` download of
 that notebook. The notebook is the chapter rewritten as Binder's copy is
-(:func:`dlfp.reader.rewrite`: code shown from ``src/``, citations and references as
-text), except that a glued value is the text this build computed (Colab evaluates
-nothing in the prose) and a glued figure is an image attached to its cell. Each code
-cell carries the outputs of this build, so the notebook reads like the page before it
-runs. Two cells come first: a note, and one that installs ``dlfp`` at the commit the
-book was built from when ``import dlfp`` fails (Colab has NumPy, Matplotlib, PyTorch and
-TensorFlow, not ``dlfp``).
+(``dlfp_reader.rewrite``, beside this file: code shown from ``src/``, citations and
+references as text), except that a glued value is the text this build computed
+(Colab evaluates nothing in the prose) and a glued figure is an image attached to its
+cell. Each code cell carries the outputs of this build, so the notebook reads like the
+page before it runs. Two cells come first: a note, and one that installs ``dlfp`` at
+the commit the book was built from when ``import dlfp`` fails (Colab has NumPy,
+Matplotlib, PyTorch and TensorFlow, not ``dlfp``).
 
 Where Colab finds them: the publishing workflow pushes ``_notebooks`` to the branch
 ``notebooks`` of the repository named in ``_config.yml`` (``repository: url``), and the
@@ -30,6 +30,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from dlfp_reader import book_sources, rewrite  # beside this file (book/_ext)
 from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ except ImportError:
 
 
 class BuildGlue:
-    """The values one executed chapter glued (:class:`dlfp.reader.Glued`): MyST-NB keeps
+    """The values one executed chapter glued (``dlfp_reader.Glued``): MyST-NB keeps
     them beside the executed notebook, in ``<page>.glue.json``."""
 
     def __init__(self, glued: dict) -> None:
@@ -144,8 +145,6 @@ def notebook(
     import jupytext
     import nbformat
 
-    from dlfp.reader import rewrite
-
     glue = BuildGlue(glued)
     text = rewrite(source.read_text(encoding="utf-8"), source, labels, bib, glue)
     nb = jupytext.reads(text, fmt="md:myst")
@@ -218,11 +217,7 @@ def _commit(app) -> str:
 def _book_sources(app):
     """Labels and bibliography for the rewrite, read once per build."""
     if not hasattr(app, "_dlfp_book_sources"):
-        from dlfp.reader import _bib, book_labels
-
-        book = Path(app.srcdir) / "book"
-        bib = {k: v for path in book.glob("*.bib") for k, v in _bib(path).items()}
-        app._dlfp_book_sources = (book_labels(book), bib)
+        app._dlfp_book_sources = book_sources(Path(app.srcdir) / "book")
     return app._dlfp_book_sources
 
 

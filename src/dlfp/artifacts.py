@@ -8,16 +8,19 @@ configuration, the source code that trains it, and the versions of the packages 
 compute it (:func:`fingerprint`). Change any of them and the name changes: the old file
 is never mistaken for a current one, and the model is trained again.
 
-This module is the one place for every kept model. Each kind is a recipe of
-:data:`dlfp.recipes.RECIPES`, whose name is the prefix of its files: ``"mlp"`` (Part
-II's perceptron, :func:`trained_mlp`), ``"numpy-cnn"`` (the NumPy CNN,
-:func:`trained_cnn`), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks' CNNs,
-:func:`trained_run`, with a JSON record beside each model). A chapter that trains
-a model itself asks first for the run an earlier build kept (:func:`kept_mlp`,
-:func:`kept_run`), so that each recipe trains once, not once per build or launch.
-:data:`SOURCES` and :data:`PACKAGES` list what each kind's numbers depend on;
-:func:`artifact_path` names its files. The training code is imported only when a model
-must be trained.
+This module is the one place for every kept model, and it treats every recipe of
+:data:`dlfp.recipes.RECIPES` alike: ``"mlp"`` (Part II's perceptron), ``"numpy-cnn"``
+(the NumPy CNN), ``"torch-cnn"`` and ``"keras-cnn"`` (the frameworks' CNNs). A kept run
+is two files named after the recipe: the model (``.npz``, ``.pt`` or ``.keras``) and a
+JSON record beside it (the configuration, the :class:`~dlfp.train.History`, the
+training time and, once measured, the test accuracy), written last. :func:`trained`
+returns a recipe's :class:`Run`, training, testing and keeping it when no earlier build
+kept it. A chapter that trains a model itself, to show the training, asks first for the
+run an earlier build kept (:func:`kept`) and keeps its own (:func:`keep`), so that each
+recipe trains once, not once per build or launch. :data:`SOURCES` and :data:`PACKAGES`
+list what each recipe's numbers depend on; :func:`artifact_path` names its files. The
+training code and its framework are imported only when a model must be trained or
+loaded.
 """
 
 from __future__ import annotations
@@ -35,12 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cache import cache_dir
+from .train import History
 
 if TYPE_CHECKING:
-    from .frameworks.backend import Backend
-    from .model import Sequential
-    from .recipes import CNNConfig, MLPConfig
-    from .train import History
+    from .recipes import Recipe
 
 __all__ = [
     "artifacts_dir",
@@ -50,15 +51,11 @@ __all__ = [
     "PACKAGES",
     "key",
     "artifact_path",
-    "save_trained",
-    "kept_mlp",
-    "trained_mlp",
-    "trained_cnn",
-    "save_record",
+    "Run",
+    "keep",
+    "kept",
+    "trained",
     "load_record",
-    "save_run",
-    "kept_run",
-    "trained_run",
 ]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -108,9 +105,11 @@ def fingerprint(
 # --- What each kind of kept model depends on ------------------------------------------
 
 #: The modules (paths in the ``dlfp`` package folder) whose code decides the numbers of
-#: each kind of kept model: how it is built, trained and evaluated, and its data.
+#: each recipe's kept run: how it is built, trained and evaluated, and its data.
+#: ``tests/test_layout.py`` checks that every dlfp module the recipe's implementation
+#: imports is listed.
 #: The recipes, which every kind shares, and the data they read.
-RECIPES = (
+_RECIPES = (
     "recipes/__init__.py",
     "recipes/mlp.py",
     "recipes/cnn.py",
@@ -123,22 +122,20 @@ DATA = (
     "data/mnist.py",
     "data/augment.py",
 )
+#: The core that every recipe's modules import (the recipes package imports the MLP's,
+#: which builds on it), whether or not it computes that recipe's numbers: listed whole,
+#: so that no kept run outlives a change to code it loaded.
+_CORE = (
+    "train.py", "model.py", "io.py", "registry.py", "layers.py", "conv.py",
+    "activations.py", "init.py", "optim.py", "losses.py",
+    "artifacts.py",  # the kept record's format
+)  # fmt: skip
 SOURCES: dict[str, tuple[str, ...]] = {
-    "mlp": (
-        *RECIPES, "train.py", "model.py", "io.py", "registry.py", "layers.py",
-        "activations.py", "init.py", "optim.py", "losses.py", "artifacts.py", *DATA,
-    ),
-    "numpy-cnn": (
-        *RECIPES, "cnn.py", "conv.py", "model.py", "io.py", "registry.py", "layers.py",
-        "activations.py", "init.py", "optim.py", "losses.py", "train.py",
-        "artifacts.py", *DATA,
-    ),
-    "torch-cnn": (
-        *RECIPES, "frameworks/torch_cnn.py", "optim.py", "artifacts.py", *DATA,
-    ),
+    "mlp": (*_RECIPES, *_CORE, *DATA),
+    "numpy-cnn": (*_RECIPES, *_CORE, "cnn.py", *DATA),
+    "torch-cnn": (*_RECIPES, *_CORE, "frameworks/torch_cnn.py", *DATA),
     "keras-cnn": (
-        *RECIPES, "frameworks/keras_cnn.py", "frameworks/_quiet.py", "optim.py",
-        "artifacts.py", *DATA,
+        *_RECIPES, *_CORE, "frameworks/keras_cnn.py", "frameworks/_quiet.py", *DATA,
     ),
 }  # fmt: skip
 
@@ -151,250 +148,123 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 }
 
 
-def key(kind: str, config) -> str:
-    """The short hash in the names of the files of a ``kind`` trained with ``config``.
+def key(recipe: Recipe) -> str:
+    """The short hash in the names of the files of ``recipe``'s kept run.
 
-    Parameters
-    ----------
-    kind : str
-        A key of :data:`SOURCES`: ``"mlp"``, ``"numpy-cnn"``, ``"torch-cnn"`` or
-        ``"keras-cnn"``.
-    config : dataclass
-        The recipe, a :class:`~dlfp.recipes.MLPConfig` or a
-        :class:`~dlfp.recipes.CNNConfig`. The MLP's key also names the version of
-        ``dlfp``, whose ``.npz`` format it is kept in.
+    It hashes the configuration, the recipe's :data:`SOURCES` and :data:`PACKAGES`.
+    The MLP's key also names the version of ``dlfp``, whose ``.npz`` format it is kept
+    in.
     """
-    if kind not in SOURCES:
-        raise ValueError(
-            f"unknown kind of kept model {kind!r}; use one of {', '.join(SOURCES)}."
-        )
-    settings = dataclasses.asdict(config)
-    if kind == "mlp":
+    settings = dataclasses.asdict(recipe.config)
+    if recipe.name == "mlp":
         from . import __version__
 
         settings = {**settings, "dlfp": __version__}
-    return fingerprint(settings, SOURCES[kind], PACKAGES[kind])
+    return fingerprint(settings, SOURCES[recipe.name], PACKAGES[recipe.name])
 
 
-def artifact_path(kind: str, config, suffix: str = ".npz") -> Path:
-    """Where a chapter keeps what it trained: ``<artifacts>/<kind>-<key><suffix>``.
+def artifact_path(recipe: Recipe, suffix: str | None = None) -> Path:
+    """Where a run of ``recipe`` is kept: ``<artifacts>/<name>-<key><suffix>``.
 
-    The folder is :func:`artifacts_dir`; ``kind`` and ``config`` are as for
-    :func:`key`. The frameworks' runs keep two files: the model (``.pt`` or
-    ``.keras``) and its record (``.json``).
+    The folder is :func:`artifacts_dir`. The suffix is the model file's
+    (``recipe.suffix``) unless another is given: ``".json"`` names the record.
     """
-    return artifacts_dir() / f"{kind}-{key(kind, config)}{suffix}"
+    suffix = recipe.suffix if suffix is None else suffix
+    return artifacts_dir() / f"{recipe.name}-{key(recipe)}{suffix}"
 
 
-# --- Part II: the MLP -----------------------------------------------------------------
+@dataclasses.dataclass
+class Run:
+    """A trained model and what its training left: its history, the seconds of
+    wall-clock time the training took and, once measured, its test accuracy.
+    ``extra`` holds whatever else a chapter kept in the record (JSON values)."""
+
+    model: object
+    history: History
+    train_seconds: float
+    test_accuracy: float | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
-def save_trained(
-    model: Sequential,
-    config: MLPConfig,
-    history: History,
-    train_seconds: float | None = None,
-) -> Path:
-    """Keep a trained MLP, with its configuration, history and training time (seconds
-    of wall-clock time, when known), for later chapters and later builds.
+def keep(recipe: Recipe, run: Run) -> Path:
+    """Keep ``run`` for later chapters and later builds; return the model's path.
 
-    A complete run already kept under the same name (:func:`kept_mlp` returns it) is
-    left as it is, as :func:`save_run` does: the same name means the same
-    configuration, code and versions, so a chapter that loaded the kept run and saves
-    it again writes nothing.
+    The model is saved by the recipe's implementation, then the record (JSON, written
+    atomically, last: a run is complete only once its record is there). A complete run
+    already kept under the same name (:func:`kept` returns it) is left as it is: the
+    same name means the same configuration, code and package versions, so a chapter
+    that loaded the kept run and keeps it again writes nothing (a Keras model loaded
+    for inference has lost its optimizer's state, which its file keeps).
     """
-    path = artifact_path("mlp", config)
-    if kept_mlp(config) is not None:
+    path = artifact_path(recipe)
+    if load_record(recipe) is not None and path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    return model.save(
-        path,
-        config=dataclasses.asdict(config),
-        history=history.as_dict(),
-        train_seconds=train_seconds,
-    )
+    recipe.save(run.model, path)
+    _write_record(recipe, run)
+    return path
 
 
-def kept_mlp(config: MLPConfig) -> tuple[Sequential, History, float] | None:
-    """The run of ``config`` that an earlier build kept, or None when there is none.
-
-    A chapter that trains the MLP calls it first, so that it trains once per recipe:
-    the model, its :class:`~dlfp.train.History` and the seconds its training took, as
-    :func:`save_trained` kept them (a file without the time counts as none).
-    """
-    from .io import load
-    from .train import History
-
-    path = artifact_path("mlp", config)
-    if not path.is_file():
-        return None
-    model = load(path)
-    seconds = model.metadata.get("train_seconds")
-    if seconds is None:
-        return None
-    return model, History(**model.metadata["history"]), float(seconds)
-
-
-def trained_mlp(config: MLPConfig | None = None, *, verbose: bool = False):
-    """The MLP trained with ``config`` (default: the book's ``MLPConfig()``): loaded
-    from the artifacts folder when an earlier run saved it, else trained now and saved
-    there.
-
-    Returns
-    -------
-    (Sequential, dict)
-        The model and the metadata saved with it: ``config``, ``history`` (the
-        :class:`~dlfp.train.History` as a dict of lists) and ``train_seconds``.
-    """
-    from .io import load
-    from .recipes import MLPConfig, train_mlp
-
-    config = MLPConfig() if config is None else config
-    path = artifact_path("mlp", config)
-    if not path.is_file():
-        start = time.perf_counter()
-        model, history = train_mlp(config, verbose=verbose)
-        save_trained(model, config, history, time.perf_counter() - start)
-    model = load(path)
-    return model, model.metadata
-
-
-# --- Part III: the NumPy CNN ----------------------------------------------------------
-
-
-def trained_cnn(
-    config: CNNConfig | None = None, *, verbose: bool = False
-) -> tuple[Sequential, dict]:
-    """The dlfp CNN trained with ``config`` (default: ``CNNConfig()``) and its metadata.
-
-    Loaded from the artifacts folder when an earlier run saved it; else trained now,
-    evaluated once on the test set, and saved there (an ``.npz`` file, no pickle).
-
-    Returns
-    -------
-    (Sequential, dict)
-        The model and the metadata saved with it: ``config``, ``history`` (as
-        :func:`dlfp.cnn.train_cnn` returns it), ``test_accuracy``, ``test_loss`` and
-        ``train_seconds``.
-    """
-    from . import cnn
-    from .io import load
-    from .recipes import CNNConfig, load_mnist_for
-
-    config = CNNConfig() if config is None else config
-    path = artifact_path("numpy-cnn", config)
-    if not path.is_file():
-        data = load_mnist_for(config)
-        start = time.perf_counter()
-        model, history = cnn.train_cnn(config, data, verbose=verbose)
-        seconds = time.perf_counter() - start
-        test_loss, test_accuracy = model.evaluate(
-            data.test.flat, data.test.labels, batch_size=1000
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(
-            path,
-            config=dataclasses.asdict(config),
-            history=history,
-            test_accuracy=test_accuracy,
-            test_loss=test_loss,
-            train_seconds=seconds,
-        )
-    model = load(path)
-    return model, model.metadata
-
-
-# --- Part III: the PyTorch and Keras CNNs ---------------------------------------------
-
-
-def save_record(kind: str, config: CNNConfig, record: dict) -> Path:
-    """Write a training run's record (history, test accuracy) as JSON, atomically."""
-    path = artifact_path(kind, config, ".json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"config": dataclasses.asdict(config), **record}
+def _write_record(recipe: Recipe, run: Run) -> None:
+    record = {
+        "config": dataclasses.asdict(recipe.config),
+        "history": run.history.as_dict(),
+        "train_seconds": run.train_seconds,
+        "test_accuracy": run.test_accuracy,
+        **run.extra,
+    }
+    path = artifact_path(recipe, ".json")
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
     with os.fdopen(fd, "w") as out:
         json.dump(record, out, indent=1)
     os.replace(tmp, path)
-    return path
 
 
-def load_record(kind: str, config: CNNConfig) -> dict | None:
-    """The record a run with ``config`` saved, or None when there is none."""
-    path = artifact_path(kind, config, ".json")
+def load_record(recipe: Recipe) -> dict | None:
+    """The record of ``recipe``'s kept run, or None when there is none."""
+    path = artifact_path(recipe, ".json")
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def save_run(
-    backend: Backend,
-    config: CNNConfig,
-    model,
-    history: dict,
-    test_accuracy: float,
-    **record,
-) -> Path:
-    """Keep a trained model and its record for later chapters; return the model's path.
+def kept(recipe: Recipe) -> Run | None:
+    """The run of ``recipe`` that an earlier build kept, or None when there is none.
 
-    ``backend`` is :mod:`dlfp.frameworks.torch_cnn` or :mod:`dlfp.frameworks.keras_cnn`
-    (any :class:`~dlfp.frameworks.backend.Backend`). The record holds the history, the
-    test accuracy and whatever else is passed (``train_seconds``, for one). A run
-    already kept under the same name is left as it is: the same name means the same
-    configuration, code and package versions, so saving the run that :func:`kept_run`
-    loaded changes nothing (a Keras model loaded for inference has lost its optimizer's
-    state, which its file keeps).
+    A chapter that trains a model calls it first, so that each recipe trains once: the
+    model loaded for inference, its history and training time, and its test accuracy
+    when the run that kept it measured one.
     """
-    path = artifact_path(backend.NAME, config, backend.SUFFIX)
-    if _complete_record(backend, config) is not None:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backend.save(model, path)
-    save_record(
-        backend.NAME,
-        config,
-        {"history": history, "test_accuracy": test_accuracy, **record},
+    record = load_record(recipe)
+    path = artifact_path(recipe)
+    if record is None or not path.exists():
+        return None
+    known = ("config", "history", "train_seconds", "test_accuracy")
+    return Run(
+        recipe.load(path),
+        History.from_dict(record["history"]),
+        float(record["train_seconds"]),
+        record["test_accuracy"],
+        {key: value for key, value in record.items() if key not in known},
     )
-    return path
 
 
-def kept_run(backend: Backend, config: CNNConfig) -> tuple[object, dict] | None:
-    """The run of ``config`` that an earlier build kept, or None when there is none.
+def trained(recipe: Recipe, *, verbose: bool = False) -> Run:
+    """The run of ``recipe``, with its test accuracy.
 
-    A chapter that trains a framework's CNN calls it first, so that it trains once per
-    recipe: the model loaded for inference and its record (``history``,
-    ``test_accuracy``, ``train_seconds``; a record without the time counts as none).
+    The run an earlier chapter or build kept, when there is one; else the recipe is
+    trained now and kept. A run kept without its test accuracy is tested once, on the
+    test set, and its record gains the accuracy.
     """
-    record = _complete_record(backend, config)
-    if record is None:
-        return None
-    path = artifact_path(backend.NAME, config, backend.SUFFIX)
-    return backend.load(path, config), record
-
-
-def _complete_record(backend: Backend, config: CNNConfig) -> dict | None:
-    """The record of the kept run of ``config`` when its model file is there too and
-    the record has the training time, else None."""
-    record = load_record(backend.NAME, config)
-    path = artifact_path(backend.NAME, config, backend.SUFFIX)
-    if record is None or "train_seconds" not in record or not path.exists():
-        return None
-    return record
-
-
-def trained_run(backend: Backend, config: CNNConfig, *, verbose: bool = False):
-    """The model ``backend`` trained with ``config``, and its record.
-
-    Loaded from the artifacts folder when an earlier chapter saved it; else trained now,
-    evaluated once on the test set, and saved with :func:`save_run`.
-    """
-    from .recipes import load_mnist_for
-
-    path = artifact_path(backend.NAME, config, backend.SUFFIX)
-    if _complete_record(backend, config) is None:
-        data = load_mnist_for(config)
+    run = kept(recipe)
+    if run is not None and run.test_accuracy is not None:
+        return run
+    data = recipe.data()
+    if run is None:
         start = time.perf_counter()
-        model, history = backend.train(config, data, verbose=verbose)
-        seconds = time.perf_counter() - start
-        logits = backend.predict_logits(model, data.test.images)
-        accuracy = float((logits.argmax(axis=1) == data.test.labels).mean())
-        save_run(backend, config, model, history, accuracy, train_seconds=seconds)
-    return backend.load(path, config), load_record(backend.NAME, config)
+        model, history = recipe.train(data, verbose=verbose)
+        run = Run(model, history, time.perf_counter() - start)
+        run.test_accuracy = recipe.test(run.model, data.test)[1]
+        keep(recipe, run)
+    else:
+        run.test_accuracy = recipe.test(run.model, data.test)[1]
+        _write_record(recipe, run)
+    return run

@@ -12,6 +12,10 @@ that an installed ``dlfp``, on Binder or from a wheel, has it too). The rule:
 where ``mean`` and ``s`` are the mean and the sample standard deviation of the test
 accuracies of those runs, and ``se`` is the binomial standard error of an accuracy ``p``
 measured on ``n`` test images (the noise that one fixed test set adds on its own).
+
+A chapter asks for its recipe's :class:`Claim` in one call, :func:`claim`, which reads
+the runs once, checks the rule and this build's accuracy, and holds what the page shows:
+the claim, the summary of the runs (:meth:`Claim.percent`) and their table.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "Claim",
+    "claim",
     "ClaimError",
     "binomial_se",
     "claim_bound",
@@ -115,7 +122,10 @@ def claim_for(
 ) -> float:
     """The claim a chapter makes for ``recipe``: its bound rounded down to ``step``
     (a tenth of a percentage point), from the recorded runs."""
-    bound = claim_bound(load_runs(recipe, path))
+    return _round_down(claim_bound(load_runs(recipe, path)), step)
+
+
+def _round_down(bound: float, step: float = 0.001) -> float:
     return math.floor(bound / step + 1e-9) * step
 
 
@@ -169,3 +179,46 @@ def seed_table(runs: Sequence[dict]):
         ]
     )
     return Table(["seed", "setting", "validation %", "test %"], rows)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A recipe's claim and the recorded runs behind it (:func:`claim` builds one)."""
+
+    recipe: str
+    #: The claimed test accuracy (a fraction): the bound, rounded down to a tenth of a
+    #: percentage point.
+    value: float
+    runs: tuple[dict, ...]
+    #: :func:`seed_summary` of the runs' test accuracies.
+    summary: dict
+
+    def percent(self) -> dict[str, float | int]:
+        """The summary in percentage points (``runs`` stays a count): what a page
+        glues as ``mean``, ``std``, ``se``, ``margin``, ``bound``, ``min``, ``max``."""
+        return {
+            key: value if key == "runs" else 100 * value
+            for key, value in self.summary.items()
+        }
+
+    def table(self):
+        """The runs as a table: :func:`seed_table`."""
+        return seed_table(self.runs)
+
+
+def claim(
+    recipe: str, achieved: float | None = None, path: str | Path | None = None
+) -> Claim:
+    """The claim of ``recipe`` (a name of :data:`dlfp.recipes.RECIPES`), checked.
+
+    Reads the recipe's runs once (``seeds.json``, or ``path``), computes the claim
+    (:func:`claim_for`) and, when ``achieved`` is given, fails with :class:`ClaimError`
+    unless the claim respects the margin rule and ``achieved`` reaches it
+    (:func:`check_claim`).
+    """
+    runs = load_runs(recipe, path)
+    summary = seed_summary(runs)
+    value = _round_down(summary["bound"])
+    if achieved is not None:
+        check_claim(value, achieved, runs)
+    return Claim(recipe, value, tuple(runs), summary)

@@ -23,7 +23,7 @@ from pathlib import Path
 from .data import DataError, load_mnist
 from .io import ModelFileError, load
 from .metrics import confusion_matrix
-from .recipes import CNNConfig, MLPConfig, load_mnist_for, train_mlp
+from .recipes import CNNConfig, MLPConfig, Recipe
 from .report import Table
 from .train import TrainingDivergedError
 
@@ -178,43 +178,28 @@ def _recipe(kind, args, **more):
 def _train(args) -> int:
     _check_train_args(args)
     if args.model == "numpy-cnn":
-        return _train_cnn(args)
-    config = _recipe(MLPConfig, args)
-    data = load_mnist_for(config, folder=args.data_dir)
+        config = _recipe(CNNConfig, args, channels=args.channels)
+        network = f"the CNN {config.channels} + {config.hidden}"
+    else:
+        config = _recipe(MLPConfig, args)
+        network = str(config.hidden)
+    recipe = Recipe(args.model, config)
+    data = recipe.data(folder=args.data_dir)
     print(
-        f"training {config.hidden} on {len(data.train.labels):,} images, "
+        f"training {network} on {len(data.train.labels):,} images, "
         f"validating on {len(data.validation.labels):,}"
     )
-    model, history = train_mlp(config, data, progress=not args.no_progress)
-    return _test_and_save(model, config, history.as_dict(), data, args.output)
-
-
-def _train_cnn(args) -> int:
-    from .cnn import train_cnn  # the layers of Part III: loaded only when asked for
-
-    config = _recipe(CNNConfig, args, channels=args.channels)
-    data = load_mnist_for(config, folder=args.data_dir)
-    print(
-        f"training the CNN {config.channels} + {config.hidden} on "
-        f"{len(data.train.labels):,} images, validating on "
-        f"{len(data.validation.labels):,}"
-    )
-    model, history = train_cnn(config, data, progress=not args.no_progress)
-    return _test_and_save(model, config, history, data, args.output, batch_size=1000)
-
-
-def _test_and_save(model, config, history: dict, data, output, **evaluate) -> int:
-    """Print the last validation and the test accuracy, and save the model with them."""
+    model, history = recipe.train(data, progress=not args.no_progress)
     print(
         f"validation accuracy after {config.epochs} epochs: "
-        f"{history['val_accuracy'][-1]:.2%}"
+        f"{history.val_accuracy[-1]:.2%}"
     )
-    _, test_accuracy = model.evaluate(data.test.flat, data.test.labels, **evaluate)
+    _, test_accuracy = recipe.test(model, data.test)
     print(f"test accuracy: {test_accuracy:.2%}")
     path = model.save(
-        output,
+        args.output,
         config=dataclasses.asdict(config),
-        history=history,
+        history=history.as_dict(),
         test_accuracy=test_accuracy,
     )
     print(f"saved to {path}")

@@ -1,5 +1,5 @@
 """Every layer type of dlfp by name: the one table that model files (:mod:`dlfp.io`),
-:func:`dlfp.activations.get` and the PyTorch mirror (:mod:`dlfp.torch_reference`) read.
+:func:`dlfp.activations.get` and the PyTorch mirror (:mod:`dlfp.mirror`) read.
 
 A model file names each layer by its class name (``"Dense"``, ``"ReLU"``,
 ``"Conv2D"``), the key of :data:`LAYERS`; :func:`dlfp.model.mlp` and

@@ -4,8 +4,11 @@ One epoch visits every training example once, in an order drawn from the
 ``numpy.random.Generator`` passed in, so the same seed gives the same batches and the
 same numbers on every machine. Each step is :func:`train_step`: forward pass, loss and
 its gradient, backward pass, optimizer step. :func:`fit` runs the epochs of steps and
-keeps the :class:`History`; the CNN of Part III and the benchmarks call
-:func:`train_step` directly.
+keeps the :class:`History`: it is the one training loop of dlfp, for Part II's MLP
+(arrays, shuffled by :class:`Shuffled`) and Part III's CNN (a :class:`BatchSource`
+that hands out the recipe's batches, with a learning rate set at every step). Every
+implementation of the book's recipes, PyTorch's and Keras's too, returns a
+:class:`History`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Protocol
 
 import numpy as np
 
@@ -23,11 +27,14 @@ from .optim import Optimizer
 
 __all__ = [
     "History",
+    "BatchSource",
+    "Shuffled",
     "TrainingDivergedError",
     "train_step",
     "fit",
     "EarlyStopping",
     "batches",
+    "epoch_line",
     "print_log",
 ]
 
@@ -47,8 +54,14 @@ class History:
     ``loss`` and ``accuracy`` are running averages over the epoch's mini-batches, taken
     in training mode (with dropout on, before each step's update); ``val_loss`` and
     ``val_accuracy`` are measured on the validation set after the epoch, in inference
-    mode. ``step_loss`` holds the loss of every mini-batch. ``best_epoch`` is set only
-    by early stopping: the epoch (counted from 1) whose weights the model was left with.
+    mode. ``lr`` is the learning rate of the epoch's last step, ``seconds`` the
+    wall-clock time of its training steps (validation excluded). ``step_loss`` holds the
+    loss of every mini-batch, when the implementation records it. ``best_epoch`` is set
+    only by early stopping: the epoch (counted from 1) whose weights the model was left
+    with.
+
+    Every implementation of the book's recipes returns one: :func:`fit` for dlfp, and
+    the PyTorch and Keras trainers of :mod:`dlfp.frameworks`.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -62,9 +75,80 @@ class History:
     best_epoch: int | None = None
 
     def as_dict(self) -> dict[str, list | int | None]:
+        """The history as plain lists, for JSON; :meth:`from_dict` reads it back."""
         return {
             k: list(v) if isinstance(v, list) else v for k, v in self.__dict__.items()
         }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> History:
+        """The history that :meth:`as_dict` wrote; fields it lacks stay empty."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"a history has no field {sorted(unknown)[0]!r}; "
+                f"use {', '.join(sorted(known))}."
+            )
+        return cls(**values)
+
+    def add_epoch(
+        self, loss: float, accuracy: float, lr: float, seconds: float
+    ) -> None:
+        """Record the training half of an epoch (validation comes after it)."""
+        self.epoch.append(len(self.epoch) + 1)
+        self.loss.append(float(loss))
+        self.accuracy.append(float(accuracy))
+        self.lr.append(float(lr))
+        self.seconds.append(float(seconds))
+
+
+class BatchSource(Protocol):
+    """Where :func:`fit` takes its mini-batches: ``len(source)`` batches per epoch, and
+    ``source.batch(epoch, i)`` the inputs and labels of batch ``i`` of ``epoch``, each
+    asked for once, in order, just before its step. :class:`Shuffled` is one;
+    :class:`dlfp.recipes.Batches` (through :class:`dlfp.cnn.Rows`) is another."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Shuffled:
+    """The mini-batches of arrays (X, y), in an order drawn from ``rng`` every epoch
+    (in their order when ``rng`` is None).
+
+    The permutation of an epoch is drawn when its first batch is asked for, and each
+    batch is then transformed by ``augment(X_batch, rng)`` when given: one generator, in
+    the order the steps use it, so that a seed gives the same run on every machine.
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        rng: np.random.Generator | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    ):
+        if augment is not None and rng is None:
+            raise ValueError("augmentation draws from rng; pass a numpy Generator.")
+        self.X, self.y, self.batch_size = X, y, batch_size
+        self.rng, self.augment = rng, augment
+        self._epoch, self._indices = -1, []
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def batch(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if epoch != self._epoch:  # a new epoch: its order, drawn now
+            self._epoch = epoch
+            self._indices = list(batches(len(self.X), self.batch_size, self.rng))
+        idx = self._indices[i]
+        Xb, yb = self.X[idx], self.y[idx]
+        if self.augment is not None:
+            Xb = self.augment(Xb, self.rng)
+        return Xb, yb
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None):
@@ -126,23 +210,26 @@ def train_step(
 
 def fit(
     model: Sequential,
-    X: np.ndarray,
-    y: np.ndarray,
+    X: np.ndarray | None = None,
+    y: np.ndarray | None = None,
     *,
     optimizer: Optimizer,
     epochs: int,
-    batch_size: int,
-    rng: np.random.Generator,
+    batch_size: int | None = None,
+    rng: np.random.Generator | None = None,
+    batches: BatchSource | None = None,
     loss: Callable = softmax_cross_entropy,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_batch_size: int = 2048,
     lr_schedule: Callable[[int], float] | None = None,
+    step_schedule: Callable[[int], float] | None = None,
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     classification: bool = True,
     progress: bool = False,
     verbose: bool = False,
     patience: int | None = None,
 ) -> History:
-    """Train ``model`` on (X, y) with mini-batch gradient descent.
+    """Train ``model`` with mini-batch gradient descent: on (X, y), or on ``batches``.
 
     Parameters
     ----------
@@ -154,20 +241,29 @@ def fit(
         Integer labels for a classifier, else targets of the loss.
     optimizer : Optimizer
         Built from ``model.parameters()``.
-    epochs, batch_size : int
-        Passes over the data, and examples per step (the last batch may be smaller).
+    epochs : int
+        Passes over the data.
+    batch_size : int
+        Examples per step (the last batch may be smaller); with (X, y).
     rng : numpy.random.Generator
-        Shuffles the examples at the start of every epoch.
+        Shuffles the examples at the start of every epoch; with (X, y).
+    batches : BatchSource, optional
+        Instead of (X, y, batch_size, rng): where the mini-batches come from, already
+        in the model's dtype and layout (the CNN's :class:`dlfp.recipes.Batches`).
     loss : callable
         ``loss(output, y_batch) -> (value, d_output)``.
     validation : (X_val, y_val), optional
-        Evaluated after every epoch.
+        Evaluated after every epoch, ``validation_batch_size`` examples at a time.
     lr_schedule : callable, optional
         ``lr_schedule(epoch) -> learning rate``, applied at the start of each epoch.
+    step_schedule : callable, optional
+        ``step_schedule(t) -> learning rate``, applied before step ``t`` (counted from
+        0 over the whole run).
     augment : callable, optional
         ``augment(X_batch, rng) -> X_batch``: a random transformation applied to every
         training mini-batch (for example :func:`dlfp.data.random_shift`), drawn from
-        ``rng`` so that runs stay reproducible. Validation data are never augmented.
+        ``rng`` so that runs stay reproducible; with (X, y). Validation data are never
+        augmented.
     classification : bool
         Whether y holds class labels (checked, and accuracy recorded).
     progress : bool
@@ -188,58 +284,73 @@ def fit(
     Raises
     ------
     ValueError
-        If ``patience`` is given without ``validation``, or is not a positive integer.
+        If both or neither of (X, y) and ``batches`` are given, if (X, y) come without
+        ``batch_size`` and ``rng``, or if ``patience`` is given without ``validation``
+        or is not a positive integer.
     TrainingDivergedError
         If the loss of a mini-batch is NaN or infinite: the message names the epoch and
         suggests a smaller learning rate. With ReLU units and the stable cross-entropy,
         a learning rate that is merely too large seldom gets that far: the loss jumps,
         many units die, and it settles near log K, finite. Watch the curves too.
     """
-    X = model.check_inputs(X, y if classification else None)
-    y = np.asarray(y)
+    if batches is None:
+        if X is None or y is None or batch_size is None or rng is None:
+            raise ValueError(
+                "fit needs X, y, batch_size and rng, or a batch source as batches=."
+            )
+        X = model.check_inputs(X, y if classification else None)
+        batches = Shuffled(X, np.asarray(y), batch_size, rng, augment)
+    elif X is not None or y is not None or augment is not None:
+        raise ValueError(
+            "give fit either arrays (X, y) or batches=, not both; a batch source "
+            "augments its own batches."
+        )
     if validation is not None:
         X_val, y_val = validation
         X_val = model.check_inputs(X_val, y_val if classification else None)
     stopping = None if patience is None else EarlyStopping(model, patience, validation)
     history = History()
-    n = len(X)
-    steps_per_epoch = math.ceil(n / batch_size)
-    bar = _progress_bar(epochs * steps_per_epoch, progress)
+    steps = len(batches)
+    bar = _progress_bar(epochs * steps, progress)
     for epoch in range(epochs):
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(epoch))
         start = time.perf_counter()
-        total, correct = 0.0, 0
-        for step, idx in enumerate(batches(n, batch_size, rng)):
-            Xb, yb = X[idx], y[idx]
-            if augment is not None:
-                Xb = augment(Xb, rng)
+        total, correct, seen = 0.0, 0, 0
+        for i in range(steps):
+            if step_schedule is not None:
+                optimizer.lr = float(step_schedule(epoch * steps + i))
+            Xb, yb = batches.batch(epoch, i)
             try:
                 value, out = train_step(model, loss, optimizer, Xb, yb)
             except TrainingDivergedError as error:
                 bar.close()
-                raise _diverged(
-                    error, optimizer.lr, epoch, step, steps_per_epoch
-                ) from None
+                raise _diverged(error, optimizer.lr, epoch, i, steps) from None
             history.step_loss.append(value)
-            total += value * len(idx)
+            seen += len(yb)
+            total += value * len(yb)
             if classification:
                 correct += int((out.argmax(axis=1) == yb).sum())
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", refresh=False)
-        history.epoch.append(epoch + 1)
-        history.loss.append(total / n)
-        history.accuracy.append(correct / n if classification else math.nan)
-        history.lr.append(optimizer.lr)
-        history.seconds.append(time.perf_counter() - start)
+        history.add_epoch(
+            total / seen,
+            correct / seen if classification else math.nan,
+            optimizer.lr,
+            time.perf_counter() - start,
+        )
         if validation is not None:
             val_loss, val_acc = model.evaluate(
-                X_val, y_val, loss=loss, classification=classification
+                X_val,
+                y_val,
+                loss=loss,
+                batch_size=validation_batch_size,
+                classification=classification,
             )
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
         if verbose:
-            print(_epoch_line(history, epochs, classification))
+            print(epoch_line(history, epochs, classification), flush=True)
         if stopping is not None and stopping.should_stop(history):
             break
     bar.close()
@@ -336,10 +447,11 @@ def _diverged(
     )
 
 
-def _epoch_line(
-    history: History, epochs: int, classification: bool, index: int = -1
+def epoch_line(
+    history: History, epochs: int, classification: bool = True, index: int = -1
 ) -> str:
-    """The line ``fit(verbose=True)`` prints after epoch ``index`` of ``history``."""
+    """The line ``fit(verbose=True)`` prints after epoch ``index`` of ``history``
+    (every implementation of the recipes prints it, PyTorch's and Keras's too)."""
     epoch = history.epoch[index]
     line = f"epoch {epoch:>3}/{epochs}  loss {history.loss[index]:.4f}"
     if classification:
@@ -357,4 +469,4 @@ def print_log(history: History, epochs: int | None = None) -> None:
     epochs = len(history.epoch) if epochs is None else epochs
     classification = not any(math.isnan(a) for a in history.accuracy)
     for index in range(len(history.epoch)):
-        print(_epoch_line(history, epochs, classification, index))
+        print(epoch_line(history, epochs, classification, index))

@@ -7,8 +7,7 @@ learning rate at each step, :func:`~dlfp.recipes.learning_rate`, and the mini-ba
 :class:`~dlfp.recipes.Batches` (identical arrays for every implementation); the trained
 runs are kept by :mod:`dlfp.artifacts`. Here:
 
-* :mod:`.backend`: what a framework's module provides, the :class:`Backend` protocol,
-  and :func:`print_log`, which replays a kept run's epoch lines;
+* :mod:`.backend`: what a framework's module provides, the :class:`Backend` protocol;
 * :mod:`.torch_cnn` (needs PyTorch) and :mod:`.keras_cnn` (needs TensorFlow), imported
   only where used;
 * :mod:`.compare`: the two measured side by side, imported only where used.
@@ -16,6 +15,6 @@ runs are kept by :mod:`dlfp.artifacts`. Here:
 
 from __future__ import annotations
 
-from .backend import Backend, print_log
+from .backend import Backend
 
-__all__ = ["Backend", "print_log"]
+__all__ = ["Backend"]

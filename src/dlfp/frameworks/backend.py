@@ -2,10 +2,11 @@
 
 :mod:`dlfp.frameworks.torch_cnn` and :mod:`dlfp.frameworks.keras_cnn` are backends:
 modules that build, train, run, save and export the network of a
-:class:`~dlfp.recipes.CNNConfig` with one framework. Code that works with either
-(:func:`dlfp.artifacts.trained_run`, the chapters, the benchmarks) receives the module
-itself and calls only what :class:`Backend` lists. :func:`get` imports a backend by its
-name; :func:`check` says what a module lacks.
+:class:`~dlfp.recipes.CNNConfig` with one framework. A backend implements a recipe
+(:class:`dlfp.recipes.Implementation`: train, evaluate, predict, save, load) and
+exports to ONNX. Code that works with either (the verdict, the chapters, the
+benchmarks) receives the module itself and calls only what :class:`Backend` lists.
+:func:`get` imports a backend by its name; :func:`check` says what a module lacks.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..recipes import RECIPES, Implementation
+
 if TYPE_CHECKING:
     import numpy as np
-
-    from ..data import MNIST
-    from ..recipes import CNNConfig
 
 __all__ = [
     "Backend",
@@ -27,48 +27,17 @@ __all__ = [
     "get",
     "check",
     "onnx_logits",
-    "epoch_line",
-    "print_log",
 ]
 
 
 @runtime_checkable
-class Backend(Protocol):
-    """A framework's implementation of the book's CNN (a module satisfies it).
+class Backend(Implementation, Protocol):
+    """A framework's implementation of the book's CNN (a module satisfies it): a
+    recipe's :class:`~dlfp.recipes.Implementation`, and the export to ONNX.
 
     Images are NumPy arrays of shape (n, side, side), float32, with ``side`` =
     ``CNNConfig.image_side``; logits are NumPy arrays (n, ``CNNConfig.classes``).
     """
-
-    #: The kind of kept model in :mod:`dlfp.artifacts` (``"torch-cnn"``), and the
-    #: suffix of its model file (``".pt"``).
-    NAME: str
-    SUFFIX: str
-
-    def train(
-        self, config: CNNConfig, data: MNIST | None = None, *, verbose: bool = False
-    ) -> tuple[Any, dict[str, list]]:
-        """Train the network of ``config``: the model and its per-epoch history."""
-        ...
-
-    def predict_logits(
-        self, model: Any, images: np.ndarray, batch_size: int = 1000
-    ) -> np.ndarray:
-        """Logits (n, classes) for images (n, side, side), in inference mode."""
-        ...
-
-    def save(self, model: Any, path: str | Path) -> Path:
-        """Save ``model`` at ``path`` (the suffix may be adjusted); return the path."""
-        ...
-
-    def load(self, path: str | Path, config: CNNConfig) -> Any:
-        """The model saved at ``path``, ready for inference."""
-        ...
-
-    def trained(self, config: CNNConfig, *, verbose: bool = False) -> tuple[Any, dict]:
-        """The model trained with ``config`` and its record, kept between chapters
-        (:func:`dlfp.artifacts.trained_run`)."""
-        ...
 
     def export_onnx(self, model: Any, path: str | Path) -> Path:
         """Save the model in the ONNX format (``.onnx``); return the path."""
@@ -79,28 +48,12 @@ class Backend(Protocol):
         ...
 
 
-def epoch_line(history: dict[str, list], index: int, epochs: int) -> str:
-    """The line a backend's ``train(verbose=True)`` may print after epoch ``index``
-    (from 0) of a run whose per-epoch ``history`` has ``loss``, ``val_accuracy`` and
-    ``seconds``."""
-    return (
-        f"epoch {index + 1}/{epochs}  loss {history['loss'][index]:.4f}  "
-        f"val_acc {history['val_accuracy'][index]:.4f}  "
-        f"({history['seconds'][index]:.1f}s)"
-    )
-
-
-def print_log(history: dict[str, list]) -> None:
-    """Print one :func:`epoch_line` per epoch of ``history``: the log of a kept run."""
-    epochs = len(history["loss"])
-    for index in range(epochs):
-        print(epoch_line(history, index, epochs))
-
-
-#: Every backend, by its :attr:`Backend.NAME`: the module that implements it.
+#: Every backend, by its :attr:`Backend.NAME`: the module that implements it (the
+#: recipes of :data:`dlfp.recipes.RECIPES` that a framework trains).
 BACKENDS = {
-    "torch-cnn": "dlfp.frameworks.torch_cnn",
-    "keras-cnn": "dlfp.frameworks.keras_cnn",
+    name: kind.module
+    for name, kind in RECIPES.items()
+    if kind.module.startswith("dlfp.frameworks.")
 }
 
 
@@ -112,15 +65,16 @@ def get(name: str) -> Backend:
     return importlib.import_module(BACKENDS[name])
 
 
-def check(backend: Any) -> None:
-    """Raise TypeError unless ``backend`` has every member of :class:`Backend`, each
-    function taking the protocol's parameters (by name and kind; extra ones need
+def check(backend: Any, protocol: type = Backend) -> None:
+    """Raise TypeError unless ``backend`` has every member of ``protocol`` (default
+    :class:`Backend`; :class:`~dlfp.recipes.Implementation` for any recipe's module),
+    each function taking the protocol's parameters (by name and kind; extra ones need
     defaults)."""
     name = getattr(backend, "__name__", repr(backend))
     for member in ("NAME", "SUFFIX"):
         if not isinstance(getattr(backend, member, None), str):
             raise TypeError(f"{name} needs a str {member}; define it at module level.")
-    for member, wanted in inspect.getmembers(Backend, inspect.isfunction):
+    for member, wanted in inspect.getmembers(protocol, inspect.isfunction):
         if member.startswith("_"):
             continue
         function = getattr(backend, member, None)

@@ -4,8 +4,10 @@ The same architecture, initialisation, optimizer, schedule, batches and augmenta
 :mod:`dlfp.frameworks.torch_cnn`, written the Keras way: a functional model, ``compile``
 and ``fit``, fed each epoch's batches as NumPy arrays. Keras stores images
 channels-last, (N, 28, 28, 1), where PyTorch uses (N, 1, 28, 28). TensorFlow uses a GPU
-when it sees one. The module is a :class:`~dlfp.frameworks.backend.Backend`, as the
-PyTorch one is.
+when it sees one. The module implements the recipe ``"keras-cnn"`` and is a
+:class:`~dlfp.frameworks.backend.Backend`, as the PyTorch one is. :func:`compiled` is
+the one place the model is compiled: :func:`train` and the verdict's timed rounds both
+call it.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from ..artifacts import trained_run  # noqa: E402
 from ..data import MNIST  # noqa: E402
 from ..recipes import Batches, CNNConfig, learning_rate, load_mnist_for  # noqa: E402
+from ..train import History, epoch_line  # noqa: E402
 from . import backend  # noqa: E402
 
 __all__ = [
     "build_model",
     "Schedule",
     "EpochTimer",
+    "compiled",
     "train",
+    "evaluate",
     "predict_logits",
     "save",
     "load",
@@ -38,7 +42,6 @@ __all__ = [
     "run_saved_model",
     "export_onnx",
     "run_onnx",
-    "trained",
     "NAME",
     "SUFFIX",
 ]
@@ -112,20 +115,24 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(stop - self._start)
 
 
-def train(
-    config: CNNConfig = CNNConfig(), data: MNIST | None = None, *, verbose: bool = False
-):
-    """Train the CNN; return the model and its per-epoch history (a dict of lists)."""
-    if data is None:
-        data = load_mnist_for(config)
+def compiled(
+    config: CNNConfig,
+    total_steps: int,
+    *,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """The network of ``config``, seeded and compiled with the recipe's AdamW and
+    schedule over ``total_steps``, the cross-entropy of logits, and accuracy.
+
+    ``jit_compile`` and ``steps_per_execution`` are passed to ``compile`` (Keras's
+    defaults: ``"auto"``, which means no XLA on a CPU, and 1).
+    """
     keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
     model = build_model(config)
-    batches = Batches(data.train.images, data.train.labels, config)
-    total = config.epochs * len(batches)
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            learning_rate=Schedule(total, config),
+            learning_rate=Schedule(total_steps, config),
             weight_decay=config.weight_decay,
             beta_1=0.9,
             beta_2=0.999,
@@ -133,12 +140,27 @@ def train(
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
+    return model
+
+
+def train(
+    config: CNNConfig = CNNConfig(), data: MNIST | None = None, *, verbose: bool = False
+) -> tuple[keras.Model, History]:
+    """Train the CNN; return the model and its :class:`~dlfp.train.History`."""
+    if data is None:
+        data = load_mnist_for(config)
+    tf.config.experimental.enable_op_determinism()
+    batches = Batches(data.train.images, data.train.labels, config)
+    total = config.epochs * len(batches)
+    model = compiled(config, total)
     # One call of fit per epoch, on that epoch's batches in order (shuffle=False): fit
     # slices the arrays into consecutive batches of batch_size, which are exactly
     # Batches' batches. initial_epoch numbers the epochs; the optimizer's step count,
     # and with it the schedule, carries on from one call to the next.
-    timer, history = EpochTimer(), {}
+    timer, history = EpochTimer(), History()
     validation = (data.validation.images[..., None], data.validation.labels)
     for epoch in range(config.epochs):
         images, labels = batches.epoch(epoch)
@@ -151,12 +173,30 @@ def train(
             shuffle=False,
             validation_data=validation,
             callbacks=[timer],
-            verbose=2 if verbose else 0,
+            verbose=0,
         )
-        for key, values in fitted.history.items():
-            history.setdefault(key, []).extend(map(float, values))
-    history["seconds"] = timer.seconds
+        last = (epoch + 1) * len(batches) - 1  # the epoch's last step
+        metrics = {key: float(values[-1]) for key, values in fitted.history.items()}
+        history.add_epoch(
+            metrics["loss"],
+            metrics["accuracy"],
+            learning_rate(last, total, config),
+            timer.seconds[-1],
+        )
+        history.val_loss.append(metrics["val_loss"])
+        history.val_accuracy.append(metrics["val_accuracy"])
+        if verbose:
+            print(epoch_line(history, config.epochs), flush=True)
     return model, history
+
+
+def evaluate(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on a split."""
+    logits = predict_logits(model, images)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return float(loss(labels, logits)), float((logits.argmax(axis=1) == labels).mean())
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 1000):
@@ -239,13 +279,5 @@ def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
     return backend.onnx_logits(path, images[..., None].astype(np.float32))
 
 
-# --- Training once, for several chapters ----------------------------------------------
-
 # How this module's runs are filed in the artifacts folder (dlfp.artifacts).
 NAME, SUFFIX = "keras-cnn", ".keras"
-
-
-def trained(config: CNNConfig = CNNConfig(), *, verbose: bool = False):
-    """The model trained with ``config`` and its record (history, test accuracy):
-    loaded when an earlier chapter saved it, else trained, evaluated and saved now."""
-    return trained_run(backend.get(NAME), config, verbose=verbose)

@@ -1,8 +1,11 @@
-"""The MNIST recipe of Part II's network: :class:`MLPConfig` and :func:`train_mlp`.
+"""The MNIST recipe of Part II's network: :class:`MLPConfig` and :func:`train`.
 
 Part II trains one multilayer perceptron; the chapters, the command line (``dlfp train
-mlp``) and the tests all use :class:`MLPConfig` and :func:`train_mlp`, so the numbers in
-the book are the numbers a reader gets from the command line with the same seed.
+mlp``), the seed runs and the tests all use :class:`MLPConfig` and :func:`train`
+(through the recipe ``"mlp"`` of :func:`dlfp.recipes.recipe`), so the numbers in the
+book are the numbers a reader gets from the command line with the same seed. The module
+implements that recipe: ``train``, ``evaluate``, ``predict_logits``, ``save`` and
+``load``, the :class:`~dlfp.recipes.Implementation` protocol.
 
 Every choice in :class:`MLPConfig` is judged on the validation split, never on the test
 set, which is used once, at the end. Chapter *Training the network* shows the evidence
@@ -10,23 +13,38 @@ that short runs can give (activation and initialisation, optimizer, learning rat
 says where they cannot (dropout and augmentation pay off over long runs).
 
 A recipe is plain data and the code that trains it: it knows nothing of where trained
-models are kept. :mod:`dlfp.artifacts` keeps them (:func:`~dlfp.artifacts.trained_mlp`,
-:func:`~dlfp.artifacts.save_trained`), under a name computed from the configuration.
+models are kept. :mod:`dlfp.artifacts` keeps them (:func:`~dlfp.artifacts.trained`,
+:func:`~dlfp.artifacts.keep`), under a name computed from the configuration.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import optim
 from ..data import MNIST, load_mnist, random_shift
+from ..io import load as _load
 from ..model import Sequential, mlp
 from ..train import History, fit
 
-__all__ = ["MLPConfig", "load_mnist_for", "train_mlp"]
+__all__ = [
+    "NAME",
+    "SUFFIX",
+    "MLPConfig",
+    "load_mnist_for",
+    "train",
+    "evaluate",
+    "predict_logits",
+    "save",
+    "load",
+]
+
+#: The recipe this module implements, and the suffix of its model files.
+NAME, SUFFIX = "mlp", ".npz"
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ def load_mnist_for(recipe, folder: str | os.PathLike | None = None) -> MNIST:
     )
 
 
-def train_mlp(
+def train(
     config: MLPConfig = MLPConfig(),
     data: MNIST | None = None,
     *,
@@ -119,3 +137,27 @@ def train_mlp(
         verbose=verbose,
     )
     return model, history
+
+
+def evaluate(
+    model: Sequential, images: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on images (n, 28, 28), as rows of pixels."""
+    return model.evaluate(images.reshape(len(images), -1), labels)
+
+
+def predict_logits(
+    model: Sequential, images: np.ndarray, batch_size: int = 2048
+) -> np.ndarray:
+    """Logits (n, 10) for images (n, 28, 28), in inference mode."""
+    return model.predict_logits(images.reshape(len(images), -1), batch_size)
+
+
+def save(model: Sequential, path: str | os.PathLike) -> Path:
+    """Save ``model`` in dlfp's ``.npz`` format (no pickle)."""
+    return model.save(path)
+
+
+def load(path: str | os.PathLike, config: MLPConfig | None = None) -> Sequential:
+    """The model saved at ``path`` (its file holds the architecture)."""
+    return _load(path)

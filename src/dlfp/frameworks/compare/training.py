@@ -16,7 +16,6 @@ from .rows import (
     DLFP,
     FULL,
     PYTORCH,
-    SIDE,
     TENSORFLOW,
     Plan,
     Row,
@@ -141,12 +140,14 @@ def _tf_determinism(on: bool):
 
 
 class _TorchTrainer:
-    """``torch_cnn.train``'s loop, one block of batches per call, with options."""
+    """:func:`dlfp.frameworks.torch_cnn.train`'s model, optimizer and epoch of steps
+    (:func:`~dlfp.frameworks.torch_cnn.train_epoch`), one block of batches per call,
+    with a row's options."""
 
     def __init__(self, config: CNNConfig, total_steps: int, options: dict, device):
         import torch
 
-        from ..torch_cnn import CNN
+        from .. import torch_cnn
 
         self.options, self.batch_size = options, config.batch_size
         self.dev = torch.device(device)
@@ -154,69 +155,47 @@ class _TorchTrainer:
             torch.channels_last if options["channels_last"] else torch.contiguous_format
         )
         torch.manual_seed(config.seed)
-        self.model = CNN(config).to(self.dev, memory_format=self.layout)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=config.lr,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=config.weight_decay,
-        )
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: learning_rate(step, total_steps, config) / config.lr,
-        )
+        self.model = torch_cnn.CNN(config).to(self.dev, memory_format=self.layout)
+        self.optimizer, self.schedule = torch_cnn.adamw(self.model, config, total_steps)
         self.forward = torch.compile(self.model) if options["compile"] else self.model
 
     def __call__(self, block: tuple[np.ndarray, np.ndarray]) -> None:
         import torch
-        from torch import nn
 
-        images, labels = block
-        size = self.batch_size
+        from ..torch_cnn import train_epoch
+
         with _torch_determinism(self.options["deterministic"]):
-            self.model.train()
-            seen, loss_sum, correct = 0, 0.0, 0
-            for i in range(0, len(labels), size):
-                x = torch.from_numpy(images[i : i + size]).reshape(-1, 1, SIDE, SIDE)
-                x = x.to(self.dev).contiguous(memory_format=self.layout)
-                y = torch.from_numpy(labels[i : i + size]).to(self.dev)
-                logits = self.forward(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.schedule.step()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(dim=1) == y).sum())
+            loss, accuracy = train_epoch(
+                self.model,
+                self.optimizer,
+                self.schedule,
+                *block,
+                self.batch_size,
+                dev=self.dev,
+                layout=self.layout,
+                forward=self.forward,
+            )
             if self.dev.type == "cuda":
                 torch.cuda.synchronize()
-        self.metrics = {"loss": loss_sum / seen, "accuracy": correct / seen}
+        self.metrics = {"loss": loss, "accuracy": accuracy}
 
 
 class _KerasTrainer:
-    """``keras_cnn.train``'s ``compile`` and ``fit``, one block per call of ``fit``."""
+    """:func:`dlfp.frameworks.keras_cnn.compiled`'s model, with a row's options, and
+    ``fit`` on one block per call."""
 
     def __init__(self, config: CNNConfig, total_steps: int, options: dict, device):
         from .. import keras_cnn
 
-        keras, tf = keras_cnn.keras, keras_cnn.tf
         self.options, self.batch_size = options, config.batch_size
         self.device = f"/{device.upper()}:0"
-        with _tf_determinism(options["deterministic"]), tf.device(self.device):
-            keras.utils.set_random_seed(config.seed)
-            self.model = keras_cnn.build_model(config)
-            self.model.compile(
-                optimizer=keras.optimizers.AdamW(
-                    learning_rate=keras_cnn.Schedule(total_steps, config),
-                    weight_decay=config.weight_decay,
-                    beta_1=0.9,
-                    beta_2=0.999,
-                    epsilon=1e-8,
-                ),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
+        with (
+            _tf_determinism(options["deterministic"]),
+            keras_cnn.tf.device(self.device),
+        ):
+            self.model = keras_cnn.compiled(
+                config,
+                total_steps,
                 jit_compile=options["jit_compile"],
                 steps_per_execution=options["steps_per_execution"],
             )
@@ -240,42 +219,36 @@ class _KerasTrainer:
 
 
 class _DlfpTrainer:
-    """:func:`dlfp.cnn.train_cnn`'s loop, one block of batches per call: the same
-    network, AdamW and schedule, in NumPy, with its BLAS on :func:`threads` threads."""
+    """:func:`dlfp.cnn.train`'s model, optimizer and schedule, one block of batches per
+    call of :func:`dlfp.train.fit`, in NumPy, with its BLAS on :func:`threads`
+    threads."""
 
     def __init__(self, config: CNNConfig, total_steps: int, options: dict, device):
-        from ...cnn import cnn
-        from ...optim import AdamW
+        from ...cnn import adamw, cnn
 
         if _device_kind(device) != "cpu":
             raise ValueError("dlfp computes with NumPy, on the CPU only.")
         self.config, self.total, self.step = config, total_steps, 0
         self.model = cnn(config, rng=np.random.default_rng(config.seed))
-        self.optimizer = AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self.optimizer = adamw(self.model, config)
         self.threads = {"blas": threads()}
 
     def __call__(self, block: tuple[np.ndarray, np.ndarray]) -> None:
-        from ...losses import softmax_cross_entropy
-        from ...train import train_step
+        from ...train import Shuffled, fit
 
         images, labels = block
-        size = self.config.batch_size
-        seen, loss_sum, correct = 0, 0.0, 0
+        rows = Shuffled(images.reshape(len(images), -1), labels, self.config.batch_size)
+        first, total, config = self.step, self.total, self.config
         with limit_blas(self.threads["blas"]):
-            for i in range(0, len(labels), size):
-                X = images[i : i + size].reshape(-1, SIDE * SIDE)
-                y = labels[i : i + size]
-                self.optimizer.lr = learning_rate(self.step, self.total, self.config)
-                loss, logits = train_step(
-                    self.model, softmax_cross_entropy, self.optimizer, X, y
-                )
-                self.step += 1
-                seen += len(y)
-                loss_sum += loss * len(y)
-                correct += int((logits.argmax(axis=1) == y).sum())
-        self.metrics = {"loss": loss_sum / seen, "accuracy": correct / seen}
+            history = fit(
+                self.model,
+                batches=rows,
+                optimizer=self.optimizer,
+                epochs=1,
+                step_schedule=lambda t: learning_rate(first + t, total, config),
+            )
+        self.step += len(rows)
+        self.metrics = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
 
 
 def _block(batches: Batches, epoch: int, steps: int | None):

@@ -1,5 +1,9 @@
 """The chapters as a reader opens them in JupyterLab (the launch buttons, on Binder).
 
+Book tooling, like the Sphinx extensions beside it, not part of the library: Binder's
+``binder/postBuild`` runs it by path, ``python book/_ext/dlfp_reader.py book``, and
+``dlfp_colab.py`` imports it while the book builds.
+
 Jupyter Book renders the chapters' MyST markdown with Sphinx: numbers glued from the
 cells (``{glue:text}``), code shown from ``src/`` (``{literalinclude}``), citations,
 references between chapters, exercises. In JupyterLab the chapter opens as a notebook
@@ -9,8 +13,9 @@ chapter into MyST that it does render, reading as the book does:
 
 * a glued number becomes an inline expression, ``{eval}`_dlfp_glue("name", ".2f")```,
   which jupyterlab-myst evaluates in the kernel when the markdown cell is run; the
-  kernel remembers what the chapter glues through :func:`remember_glue` (an IPython
-  start-up file);
+  kernel defines ``_dlfp_glue`` and remembers what the chapter glues through an IPython
+  start-up file, ``dlfp_glue_startup.py`` beside this one, which :func:`rewrite_book`
+  copies into place (it stands on its own: the kernel imports nothing from here);
 * a glued figure becomes the same expression, followed by its caption;
 * code shown from ``src/`` becomes a code block with that code, cut out by Sphinx's own
   ``literalinclude`` reader (the same ``:pyobject:``, ``:start-at:``, ``:dedent:``);
@@ -19,12 +24,9 @@ chapter into MyST that it does render, reading as the book does:
 * references to other chapters, sections, figures and exercises become their titles;
 * exercises and solutions become headed paragraphs.
 
-``binder/postBuild`` runs ``python -m dlfp.reader book`` on Binder's own copy of the
-repository. It rewrites the chapter files in place, so it is not for a working copy of
-the book: the sources stay the ones Jupyter Book builds.
-
-This module needs only the standard library to import; rewriting uses Sphinx, and
-:func:`remember_glue` MyST-NB, both installed by ``binder/requirements.txt``.
+It rewrites the chapter files in place, so it is not for a working copy of the book:
+the sources stay the ones Jupyter Book builds. It needs only the standard library to
+import; rewriting uses Sphinx, installed by ``binder/requirements.txt``.
 """
 
 from __future__ import annotations
@@ -35,60 +37,10 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Glued", "glued", "remember_glue", "rewrite", "rewrite_book"]
+__all__ = ["STARTUP", "Glued", "book_sources", "rewrite", "rewrite_book"]
 
-# --- In the kernel: what the chapter glued -------------------------------------------
-
-GLUED: dict[str, object] = {}
-
-
-class _Text(str):
-    """A string that displays without quotes (as text in the prose)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def remember_glue() -> None:
-    """Make ``myst_nb.glue`` also keep each glued value in :data:`GLUED`."""
-    import myst_nb
-
-    original = myst_nb.glue
-    if getattr(original, "_dlfp_remembers", False):
-        return
-
-    def glue(name, variable, display=True):
-        GLUED[name] = variable
-        return original(name, variable, display)
-
-    glue.__doc__ = original.__doc__
-    glue._dlfp_remembers = True
-    myst_nb.glue = glue
-
-
-def glued(name: str, spec: str = ""):
-    """The value glued as ``name``, formatted with ``spec`` as ``{glue:text}`` does."""
-    if name not in GLUED:
-        return _Text(f"[{name}: run the cells above]")
-    value = GLUED[name]
-    if spec:
-        return _Text(format(value, spec))
-    if isinstance(value, str | int | float):
-        return _Text(str(value))
-    return value  # a figure or a table: displayed as the cell would display it
-
-
-STARTUP = """\
-# Written by `python -m dlfp.reader`: the chapters' prose shows what their cells glue.
-try:
-    import dlfp.reader as _dlfp_reader
-
-    _dlfp_reader.remember_glue()
-    _dlfp_glue = _dlfp_reader.glued
-    del _dlfp_reader
-except ImportError:
-    pass
-"""
+#: The kernel's start-up file, copied by :func:`rewrite_book`.
+STARTUP = Path(__file__).with_name("dlfp_glue_startup.py")
 
 
 # --- On the sources: MyST that jupyterlab-myst renders -------------------------------
@@ -122,7 +74,7 @@ def _plain(markdown: str) -> str:
     return re.sub(r"[*_`]", "", text).strip()
 
 
-def _bib(path: Path) -> dict[str, dict[str, str]]:
+def read_bib(path: Path) -> dict[str, dict[str, str]]:
     """The entries of a BibTeX file: key to fields (braces and TeX accents removed)."""
     entries = {}
     for match in re.finditer(
@@ -175,6 +127,13 @@ def book_labels(book: Path) -> dict[str, str]:
         for match in re.finditer(r"^\((?P<label>[\w-]+)\)=", text, re.M):
             labels.setdefault(match["label"], match["label"].replace("-", " "))
     return labels
+
+
+def book_sources(book: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """What a rewrite of the chapters under ``book`` reads: their labels
+    (:func:`book_labels`) and the entries of every ``.bib`` file there."""
+    bib = {k: v for path in book.glob("*.bib") for k, v in read_bib(path).items()}
+    return book_labels(book), bib
 
 
 def _reference(name: str, body: str, labels: dict[str, str]) -> str:
@@ -279,9 +238,7 @@ def _rewrite_markdown(
 
 def rewrite_book(book: Path, startup: Path | None = None) -> int:
     """Rewrite the chapters under ``book``, write the kernel's start-up file; count."""
-    labels = book_labels(book)
-    bibs = list(book.glob("*.bib"))
-    bib = {k: v for path in bibs for k, v in _bib(path).items()}
+    labels, bib = book_sources(book)
     count = 0
     for source in sorted(book.rglob("*.md")):
         text = source.read_text(encoding="utf-8")
@@ -291,13 +248,13 @@ def rewrite_book(book: Path, startup: Path | None = None) -> int:
             count += 1
     if startup is not None:
         startup.parent.mkdir(parents=True, exist_ok=True)
-        startup.write_text(STARTUP, encoding="utf-8")
+        startup.write_text(STARTUP.read_text(encoding="utf-8"), encoding="utf-8")
     return count
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dlfp.reader",
+        prog="python book/_ext/dlfp_reader.py",
         description="Rewrite the chapters under BOOK (in place) to read in JupyterLab.",
     )
     parser.add_argument("book", type=Path, help="the folder of the chapters")
