@@ -71,7 +71,7 @@ UPPER = (
 CORE = (
     "dlfp.layers", "dlfp.activations", "dlfp.conv", "dlfp.registry", "dlfp.model",
     "dlfp.train", "dlfp.optim", "dlfp.losses", "dlfp.init", "dlfp.io", "dlfp.gradcheck",
-    "dlfp.data",
+    "dlfp.data", "dlfp.parallel",
 )  # fmt: skip
 
 

@@ -178,21 +178,22 @@ def _wait(procs, logs, timeout: float, grace: float = 15.0) -> None:
     """Wait for every worker; on a failure give the others ``grace`` seconds to stop
     by themselves, then raise, naming the first worker that failed."""
     deadline = time.monotonic() + timeout
-    failed_at = None
+    failed_at, first = None, None
     while any(p.poll() is None for p in procs):
         now = time.monotonic()
         failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
         if failed and failed_at is None:
-            failed_at = now
+            failed_at, first = now, failed[0]  # the first to fail, not the lowest
         if now > deadline or (failed_at is not None and now > failed_at + grace):
             break
         time.sleep(0.05)
     codes = [p.poll() for p in procs]
-    first = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
+    if first is None:
+        first = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
     if first is not None:
         raise DistributedRunError(
             f"worker {first} of {len(procs)} exited with code {codes[first]} "
-            f"({_tail(logs[first])}); the other workers were stopped: fix that "
+            f"({_tail(logs[first])}), and the other workers were stopped; fix that "
             "worker's error and run again."
         )
     if any(c is None for c in codes):
