@@ -6,14 +6,14 @@ holds a copy of the model, runs forward and backward on its shard, and the worke
 average their gradients with an all-reduce before each takes the same optimizer step,
 so that the copies stay equal. The mean loss over the batch is the mean of the
 shards' mean losses when the shards are equal, so the averaged gradient is the
-gradient of the single process on the whole batch (eq. (eq-dp-mean) of the chapter
+gradient of the single process on the whole batch (eq. (21.2) of the chapter
 *Data parallelism*): :class:`DataParallel` takes the same step as
 :func:`dlfp.train.train_step`, to rounding.
 
 Batch normalisation is the exception: each worker's layer standardises its shard
 with the shard's statistics, a different function of the batch.
 :class:`SyncBatchNorm2D` all-reduces the statistics in the forward pass and the two
-sums of the backward pass (eq. (eq-dp-syncbn-grad)), which restores the single
+sums of the backward pass (eq. (21.4)), which restores the single
 process's step.
 
 The workers are threads of this process, one per worker, that meet at every
@@ -81,7 +81,7 @@ def shard(X: np.ndarray, y: np.ndarray, workers: int):
 
 def ring_bytes(nbytes: int, workers: int) -> float:
     """Bytes each worker sends (and receives) in a ring all-reduce of an array of
-    ``nbytes`` bytes: 2 (W - 1) / W of it, eq. (eq-dp-ring)."""
+    ``nbytes`` bytes: 2 (W - 1) / W of it, eq. (21.5)."""
     return 2 * (workers - 1) / workers * nbytes
 
 
@@ -182,9 +182,9 @@ class SyncBatchNorm2D(BatchNorm2D):
 
     ``BatchNorm2D`` divides each of its sums by the local count n_BN: the mean and
     variance in ``forward``, the sums of dL/dy and of dL/dy times z-hat in
-    ``backward`` (eq. (eq-npcnn-bn-grad)). Here each sum is replaced by the global
+    ``backward`` (eq. (18.6)). Here each sum is replaced by the global
     sum times n_BN / n_global, so that every such quotient is the global one:
-    eq. (eq-dp-syncbn-stats) in ``forward`` and eq. (eq-dp-syncbn-grad) in
+    eq. (21.3) in ``forward`` and eq. (21.4) in
     ``backward``. The parameter gradients it then writes are the global sums over W,
     the same on every worker, which the all-reduce of the gradients (a mean) leaves
     as they are. The running variance is corrected with the global count.
@@ -297,7 +297,7 @@ class DataParallel:
             model.backward(dout, input_grad=False)
             params = model.parameters()
             flat = np.concatenate([p.grad.reshape(-1) for p in params])
-            mean = self.group.all_reduce(rank, flat, "mean")  # eq. (eq-dp-mean)
+            mean = self.group.all_reduce(rank, flat, "mean")  # eq. (21.2)
             start = 0
             for p in params:
                 p.grad[...] = mean[start : start + p.grad.size].reshape(p.grad.shape)

@@ -14,8 +14,8 @@ DDP step on the global batch with the one-process step (:func:`one_process` agai
 PyTorch's own :class:`torch.nn.SyncBatchNorm` refuses tensors on the CPU (its
 ``forward`` raises a ValueError unless the input is on a GPU or another accelerator),
 so the synchronised layer here is written with two all-reduces whose gradient
-PyTorch's autograd takes: the sums of eq. (eq-dp-syncbn-stats) forward, and the sums
-of eq. (eq-dp-syncbn-grad) backward.
+PyTorch's autograd takes: the sums of eq. (21.3) forward, and the sums
+of eq. (21.4) backward.
 """
 
 from __future__ import annotations
@@ -126,9 +126,9 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     """``BatchNorm2d`` with the statistics of the global batch, on any device.
 
     Forward: the global mean from all-reduced sums, then the global (biased) variance
-    from all-reduced sums of squared deviations, eq. (eq-dp-syncbn-stats). Autograd
+    from all-reduced sums of squared deviations, eq. (21.3). Autograd
     differentiates through the all-reduces (:class:`_AllReduceSum`), which gives the
-    backward pass of eq. (eq-dp-syncbn-grad). The running variance uses the global
+    backward pass of eq. (21.4). The running variance uses the global
     count, as in eq. (17.4).
     """
 
