@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 
@@ -67,7 +68,35 @@ def test_a_port_in_use():
         with pytest.raises(
             ValueError, match=f"port {port} on 127.0.0.1 is in use; pass"
         ):
-            distributed.launch("torch", workers=2, batch=8, port=port)
+            distributed.launch("tensorflow", workers=2, batch=8, port=port)
+    with pytest.raises(ValueError, match="meet through a file"):
+        distributed.launch("torch", workers=2, batch=8, port=port)
+
+
+def test_free_ports_are_different():
+    ports = distributed.free_ports(8)
+    assert len(set(ports)) == 8
+
+
+def test_a_port_taken_after_the_check_says_so(tmp_path):
+    """A worker whose port another program took between the launcher's check and its
+    start: the error says so, not only that the worker exited."""
+    fake = [sys.executable, "-c", "print('bind: Address already in use'); exit(1)"]
+    with pytest.raises(
+        distributed.DistributedRunError,
+        match="worker 0 of 1 could not listen on its port.*run again, or pass port=",
+    ):
+        distributed._run([(fake, 1)], ["worker 0 of 1"], str(tmp_path), timeout=30)
+
+
+def test_timings_take_turns_and_report_the_buckets():
+    t = distributed.timings("torch", workers=2, batch=16, rounds=2, steps=1)
+    assert len(t["solo"]) == len(t["pair"]) == len(t["all_reduce"]) == 2
+    assert all(v > 0 for v in (*t["solo"], *t["pair"], *t["all_reduce"]))
+    assert t["threads"] == [2, 1, 1]
+    # the CNN's float32 gradient fits DDP's first bucket: one bucket
+    assert t["bucket_bytes"] == [4 * t["parameters"]] and t["first_bucket_cap"] > 0
+    assert no_workers_left()
 
 
 def test_a_batch_the_workers_cannot_split():

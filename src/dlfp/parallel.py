@@ -53,11 +53,13 @@ def check_split(batch: int, workers: int) -> int:
             f"the number of workers must be a whole number >= 1, got {workers!r}."
         )
     if batch < 1 or batch % workers:
+        drop = (
+            f", or drop its last {batch % workers} examples" if batch > workers else ""
+        )
         raise ValueError(
             f"a global batch of {batch} examples cannot be split into {workers} equal "
             f"shards; use a batch that is a multiple of {workers} (for example "
-            f"{max(workers, batch // workers * workers)}), or weight each worker's "
-            "gradient by its share of the batch."
+            f"{max(workers, batch // workers * workers)}){drop}."
         )
     return batch // workers
 
@@ -91,8 +93,8 @@ def ring_all_reduce(arrays: list[np.ndarray], op: str = "sum"):
     The flattened array is cut into W chunks. In W - 1 steps of *reduce-scatter*,
     worker w sends chunk (w - s) mod W to worker w + 1, which adds it to its own; after
     them worker w holds the full sum of chunk (w + 1) mod W. In W - 1 steps of
-    *all-gather* each finished chunk travels once round the ring. Every worker sends
-    one chunk per step, 2 (W - 1) chunks in all, whatever W.
+    *all-gather* each finished chunk travels W - 1 hops, reaching every other worker.
+    Every worker sends one chunk per step, 2 (W - 1) chunks in all, whatever W.
 
     Returns ``(results, sent)``: the W reduced arrays (identical, bit for bit) and the
     bytes each worker sent. ``op`` is ``"sum"`` or ``"mean"``.
@@ -185,9 +187,11 @@ class SyncBatchNorm2D(BatchNorm2D):
     ``backward`` (eq. (18.6)). Here each sum is replaced by the global
     sum times n_BN / n_global, so that every such quotient is the global one:
     eq. (21.3) in ``forward`` and eq. (21.4) in
-    ``backward``. The parameter gradients it then writes are the global sums over W,
-    the same on every worker, which the all-reduce of the gradients (a mean) leaves
-    as they are. The running variance is corrected with the global count.
+    ``backward``. Those two backward sums are also the gradients of gamma and beta: each
+    worker writes the global sum divided by W (n_BN / n_global = 1/W with equal shards),
+    the same on every worker, which is already the gradient of the mean loss and which
+    the all-reduce of the gradients (a mean) leaves as it is. The running variance is
+    corrected with the global count.
     """
 
     def __init__(self, channels: int, *, group: Group, rank: int, **kwargs):

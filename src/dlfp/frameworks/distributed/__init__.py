@@ -2,10 +2,17 @@
 MultiWorkerMirroredStrategy, launched and checked from one Python process.
 
 :func:`launch` starts W worker processes (``python -m`` one of the two worker modules,
-:mod:`.torch_ddp` or :mod:`.tf_multiworker`) that talk over 127.0.0.1 only, on ports
-that the operating system reports free, waits for them with a time limit, and returns
-what each wrote as JSON in a temporary folder. A worker that dies stops the others
-with an error that says which one and why; no process outlives the call.
+:mod:`.torch_ddp` or :mod:`.tf_multiworker`) on this machine, waits for them with a
+time limit, and returns what each wrote as JSON in a temporary folder. A worker that
+dies stops the others with an error that says which one and why; no process outlives
+the call. :func:`timings` times one process against W, in turns.
+
+Where the workers talk: PyTorch's meet through a file in that folder (a ``FileStore``:
+no port for the rendezvous) and exchange gradients over gloo on the loopback interface
+(``GLOO_SOCKET_IFNAME=lo``, so 127.0.0.1). TensorFlow's address each other as
+127.0.0.1:port, but its gRPC server listens on that port on every interface of the
+machine (TensorFlow has no setting for the address it binds), for as long as the run
+lasts.
 
 :func:`scalability_rows` is the verdict's row: for each framework, the lines that
 change between its one-process and its W-process step, and whether the W-process step
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from ...parallel import check_split
@@ -32,10 +40,12 @@ from ...parallel import check_split
 __all__ = [
     "FRAMEWORKS",
     "DistributedRunError",
-    "free_port",
+    "free_ports",
     "check_port",
     "launch",
+    "timings",
     "lines_changed",
+    "changed_lines",
     "run_checks",
     "kept_checks",
     "scalability_rows",
@@ -44,17 +54,24 @@ __all__ = [
 #: The worker module of each framework, under this package.
 FRAMEWORKS = {"torch": "torch_ddp", "tensorflow": "tf_multiworker"}
 HOST = "127.0.0.1"
+#: What a worker's log says when its port was taken between the check and its start.
+PORT_TAKEN = ("Address already in use", "Could not start gRPC server")
 
 
 class DistributedRunError(RuntimeError):
     """A worker process failed or did not finish in time; the others were stopped."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (the system picks it: bind to 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1, free now (the system picks them:
+    bind to 0, every socket held open until all are chosen, so none repeats)."""
+    with ExitStack() as stack:
+        sockets = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((HOST, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
 
 
 def check_port(port: int) -> int:
@@ -70,8 +87,23 @@ def check_port(port: int) -> int:
     return port
 
 
+def _ports(framework: str, workers: int, port: int | None) -> list[int]:
+    """The TensorFlow workers' ports; none for PyTorch's, which meet through a file."""
+    if framework == "torch":
+        if port is not None:
+            raise ValueError(
+                "PyTorch's workers meet through a file and use no chosen port; "
+                "leave port=None."
+            )
+        return []
+    if port is None:
+        return free_ports(workers)
+    return [check_port(port + w) for w in range(workers)]
+
+
 def _env(threads: int) -> dict:
-    """The workers' environment: this dlfp first on the path, ``threads`` threads."""
+    """The workers' environment: this dlfp first on the path, ``threads`` threads,
+    gloo on the loopback interface."""
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[3])  # the folder holding dlfp
     env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
@@ -79,6 +111,7 @@ def _env(threads: int) -> dict:
     )
     env["DLFP_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on 127.0.0.1 only
     return env
 
 
@@ -93,18 +126,53 @@ def _stop(procs) -> None:
         p.wait()
 
 
+def _command(framework, rank, world, batch, mode, folder, timeout, ports, extra):
+    command = [
+        sys.executable, "-m", f"{__name__}.{FRAMEWORKS[framework]}",
+        "--rank", str(rank), "--world", str(world), "--batch", str(batch),
+        "--mode", mode, "--out", folder, "--timeout", str(int(timeout)), *extra,
+    ]  # fmt: skip
+    if ports:
+        command += ["--ports", ",".join(map(str, ports))]
+    return command
+
+
+def _run(runs, names, folder: str, timeout: float) -> None:
+    """Start each ``(command, threads)`` of ``runs`` in ``folder`` and wait for all."""
+    procs, logs = [], []
+    try:
+        for i, (command, threads) in enumerate(runs):
+            log = open(Path(folder) / f"log-{i}.txt", "w+")  # noqa: SIM115
+            logs.append(log)
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=folder,  # no file of the caller's folder shadows a module
+                    env=_env(threads),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own group: killed as one
+                )
+            )
+        _wait(procs, logs, timeout, names)
+    finally:
+        _stop(procs)
+        for log in logs:
+            log.close()
+
+
 def launch(
     framework: str,
     *,
     workers: int = 2,
     batch: int = 128,
-    mode: str = "check",
     port: int | None = None,
     threads: int = 1,
     timeout: float = 120.0,
     extra: tuple[str, ...] = (),
 ) -> list[dict]:
-    """Run ``workers`` processes of ``framework``'s worker module; return their JSON.
+    """Check one data-parallel step of ``framework`` on ``workers`` processes against
+    the one-process step on the same global batch; return each worker's JSON.
 
     Parameters
     ----------
@@ -113,12 +181,9 @@ def launch(
         W, the processes (one replica each).
     batch : int
         The global batch, split into W equal shards (it must divide).
-    mode : {"check", "time"}
-        ``"check"``: one data-parallel step against the one-process step on the same
-        global batch; ``"time"``: seconds per step, and of an all-reduce alone.
     port : int or None
-        The first port on 127.0.0.1 (TensorFlow uses W consecutive ones); None lets
-        the system pick free ones.
+        TensorFlow only: the first of W consecutive ports on 127.0.0.1; None lets the
+        system pick free ones. PyTorch's workers meet through a file (None only).
     threads : int
         Threads of each worker's maths library.
     timeout : float
@@ -129,42 +194,80 @@ def launch(
             f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORKS)}."
         )
     check_split(batch, workers)
-    if port is None:
-        ports = [free_port() for _ in range(workers)]
-    else:
-        ports = [check_port(port + w) for w in range(workers)]
-    module = f"{__name__}.{FRAMEWORKS[framework]}"
+    ports = _ports(framework, workers, port)
     with tempfile.TemporaryDirectory(prefix="dlfp-dist-") as folder:
-        procs, logs = [], []
-        try:
-            for rank in range(workers):
-                log = open(Path(folder) / f"log-{rank}.txt", "w+")  # noqa: SIM115
-                logs.append(log)
-                command = [
-                    sys.executable, "-m", module, "--rank", str(rank),
-                    "--world", str(workers), "--ports", ",".join(map(str, ports)),
-                    "--batch", str(batch), "--mode", mode, "--out", folder,
-                    "--timeout", str(int(timeout)), *extra,
-                ]  # fmt: skip
-                procs.append(
-                    subprocess.Popen(
-                        command,
-                        env=_env(threads),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own group: killed as one
-                    )
-                )
-            _wait(procs, logs, timeout)
-        finally:
-            _stop(procs)
-            for log in logs:
-                log.close()
-        results = []
-        for rank in range(workers):
-            path = Path(folder) / f"rank-{rank}.json"
-            results.append(json.loads(path.read_text()))
-    return results
+        runs = [
+            (
+                _command(framework, r, workers, batch, "check", folder, timeout, ports,
+                         extra),
+                threads,
+            )
+            for r in range(workers)
+        ]  # fmt: skip
+        names = [f"worker {r} of {workers}" for r in range(workers)]
+        _run(runs, names, folder, timeout)
+        return [
+            json.loads((Path(folder) / f"rank-{r}.json").read_text())
+            for r in range(workers)
+        ]
+
+
+def timings(
+    framework: str,
+    *,
+    workers: int = 2,
+    batch: int = 128,
+    rounds: int = 7,
+    steps: int = 5,
+    timeout: float = 180.0,
+) -> dict:
+    """Seconds per step of the global batch on one process with W threads against W
+    processes with one thread each, in turns.
+
+    The one process and the W processes start together, warm up (two steps each),
+    then take ``rounds`` turns: the one process times ``steps`` steps while the others
+    wait, then the W processes time ``steps`` data-parallel steps and an all-reduce of
+    a gradient-sized array alone while it waits. Returns lists over the rounds:
+    ``"solo"`` and ``"pair"`` (seconds per step; for the W processes the slowest
+    worker's) and ``"all_reduce"`` (seconds), with ``"threads"`` (of the one process
+    and of each of the W), ``"warmup"`` and ``"steps"``, and what the first of the W
+    reported (``"buckets"``: PyTorch's gradient buckets).
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(
+            f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORKS)}."
+        )
+    check_split(batch, workers)
+    ports = _ports(framework, workers, None)
+    extra = ("--rounds", str(rounds), "--steps", str(steps))
+    with tempfile.TemporaryDirectory(prefix="dlfp-dist-") as folder:
+        runs = [
+            (_command(framework, 0, 1, batch, "time", folder, timeout, [], extra),
+             workers)
+        ] + [
+            (_command(framework, r, workers, batch, "time", folder, timeout, ports,
+                      extra), 1)
+            for r in range(workers)
+        ]  # fmt: skip
+        names = ["the one process"]
+        names += [f"worker {r} of {workers}" for r in range(workers)]
+        _run(runs, names, folder, timeout)
+        solo = json.loads((Path(folder) / "solo.json").read_text())
+        ranks = [
+            json.loads((Path(folder) / f"rank-{r}.json").read_text())
+            for r in range(workers)
+        ]
+    pair = [max(r["step"][i] for r in ranks) for i in range(rounds)]
+    reduce = [max(r["all_reduce"][i] for r in ranks) for i in range(rounds)]
+    return {
+        **{k: v for k, v in ranks[0].items() if k not in ("step", "all_reduce")},
+        "solo": solo["step"],
+        "pair": pair,
+        "all_reduce": reduce,
+        "threads": [solo["threads"], *(r["threads"] for r in ranks)],
+        "warmup": solo["warmup"],
+        "steps": steps,
+    }
 
 
 def _tail(log, lines: int = 3) -> str:
@@ -174,9 +277,10 @@ def _tail(log, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "no output"
 
 
-def _wait(procs, logs, timeout: float, grace: float = 15.0) -> None:
+def _wait(procs, logs, timeout: float, names=None, grace: float = 15.0) -> None:
     """Wait for every worker; on a failure give the others ``grace`` seconds to stop
     by themselves, then raise, naming the first worker that failed."""
+    names = names or [f"worker {r} of {len(procs)}" for r in range(len(procs))]
     deadline = time.monotonic() + timeout
     failed_at, first = None, None
     while any(p.poll() is None for p in procs):
@@ -191,15 +295,21 @@ def _wait(procs, logs, timeout: float, grace: float = 15.0) -> None:
     if first is None:
         first = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
     if first is not None:
+        tail = _tail(logs[first])
+        if any(text in tail for text in PORT_TAKEN):
+            raise DistributedRunError(
+                f"{names[first]} could not listen on its port, which another program "
+                f"took after the launcher found it free ({tail}); run again, or pass "
+                "port= a free port."
+            )
         raise DistributedRunError(
-            f"worker {first} of {len(procs)} exited with code {codes[first]} "
-            f"({_tail(logs[first])}), and the other workers were stopped; fix that "
-            "worker's error and run again."
+            f"{names[first]} exited with code {codes[first]} ({tail}), and the other "
+            "workers were stopped; fix that worker's error and run again."
         )
     if any(c is None for c in codes):
-        waiting = [r for r, c in enumerate(codes) if c is None]
+        waiting = [names[r] for r, c in enumerate(codes) if c is None]
         raise DistributedRunError(
-            f"workers {waiting} were still running after {timeout:.0f} s and were "
+            f"{', '.join(waiting)} were still running after {timeout:.0f} s and were "
             "stopped; give a longer timeout, or look for a worker that waits for "
             "another."
         )
@@ -208,20 +318,28 @@ def _wait(procs, logs, timeout: float, grace: float = 15.0) -> None:
 # --- The verdict's row -------------------------------------------------------------
 
 
+def _code(f) -> list[str]:
+    """``f``'s lines of code, stripped, without its def line, blanks and comments."""
+    lines = inspect.getsource(f).splitlines()[1:]
+    return [
+        line.strip()
+        for line in lines
+        if line.strip() and not line.strip().startswith(("#", '"""'))
+    ]
+
+
+def changed_lines(one, many) -> list[str]:
+    """The lines of code that differ between ``one`` and ``many``: ``- `` for a line
+    of ``one`` only, ``+ `` for a line of ``many`` only (blank and comment lines, and
+    the def lines, left out)."""
+    diff = difflib.ndiff(_code(one), _code(many))
+    return [line for line in diff if line.startswith(("+ ", "- "))]
+
+
 def lines_changed(one, many) -> int:
     """Lines of ``many``'s source that are new or changed against ``one``'s: the code
     it takes to go from one process to W (blank and comment lines not counted)."""
-
-    def code(f):
-        lines = inspect.getsource(f).splitlines()[1:]  # without the def line
-        return [
-            line.strip()
-            for line in lines
-            if line.strip() and not line.strip().startswith(("#", '"""'))
-        ]
-
-    diff = difflib.ndiff(code(one), code(many))
-    return sum(1 for line in diff if line.startswith("+ "))
+    return sum(1 for line in changed_lines(one, many) if line.startswith("+ "))
 
 
 def run_checks(workers: int = 2, batch: int = 128, timeout: float = 180.0) -> dict:

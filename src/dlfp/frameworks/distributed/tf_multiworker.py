@@ -7,11 +7,15 @@ Run by :func:`dlfp.frameworks.distributed.launch`, one process per worker::
 
 Each process describes the cluster in ``TF_CONFIG`` (every worker's address on
 127.0.0.1, and its own index) before it creates the strategy, which then all-reduces
-over gRPC between the processes, exactly as between machines. ``--mode check`` compares
+over gRPC between the processes, exactly as between machines. The workers address each
+other on 127.0.0.1, but each one's gRPC server listens on its port on every interface
+of the machine (TensorFlow binds the wildcard address and offers no setting for it)
+until the process ends. ``--mode check`` compares
 one step on the global batch with the one-process step (:func:`one_process` against
 :func:`w_processes`), with each worker's own batch normalisation and with Keras's
 ``BatchNormalization(synchronized=True)``, which all-reduces the sums of its
-statistics through the strategy (and so works on CPUs); ``--mode time`` times steps.
+statistics through the strategy (and so works on CPUs); ``--mode time`` times steps,
+and an all-reduce alone, in turns with a one-process run (:mod:`._turns`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ...recipes import CNNConfig
+from . import _turns
 
 __all__ = ["CONFIG", "CHANGES", "global_batch", "one_process", "w_processes"]
 
@@ -173,10 +178,15 @@ def _compare(start, ref, model, g0, g1) -> dict:
     p1 = [v.numpy() for v in model.trainable_variables]
     s = [v.numpy() for v in start.trainable_variables]
     g0, g1 = np.asarray(g0, np.float64), np.asarray(g1, np.float64)
+    diffs = np.concatenate(
+        [np.abs(a - b).ravel() for a, b in zip(p0, p1, strict=True)]
+    ).astype(np.float64)
     return {
-        "param_diff": max(
-            float(np.abs(a - b).max()) for a, b in zip(p0, p1, strict=True)
-        ),
+        "param_diff": float(diffs.max()),
+        # all but the 0.1 % largest: AdamW turns a rounding difference in a gradient
+        # entry near zero into one of up to 2 lr, so the largest alone says little
+        "param_diff_p999": float(np.quantile(diffs, 0.999)),
+        "lr": CONFIG.lr,
         "grad_rel_diff": float(np.linalg.norm(g1 - g0) / np.linalg.norm(g0)),
         "stats_diff": max(stats),
         "step_size": max(
@@ -185,16 +195,8 @@ def _compare(start, ref, model, g0, g1) -> dict:
     }
 
 
-def _time(step, repeat: int) -> float:
-    step()
-    step()  # warm-up: tracing and the first allocations
-    start = time.perf_counter()
-    for _ in range(repeat):
-        step()
-    return (time.perf_counter() - start) / repeat
-
-
-def _timings(strategy, weights, x, y, world: int, repeat: int = 8) -> dict:
+def _timings(strategy, weights, x, y, world, folder, rounds, steps, timeout):
+    """Seconds per step (and of an all-reduce alone), in turns with the other run."""
     threads = tf.config.threading.get_intra_op_parallelism_threads()
     if world == 1:
         model = _model(weights)
@@ -210,7 +212,12 @@ def _timings(strategy, weights, x, y, world: int, repeat: int = 8) -> dict:
                 zip(grads, model.trainable_variables, strict=True)
             )
 
-        out = {"step": _time(lambda: one(x, y), repeat)}
+        def step():
+            one(x, y)
+
+        def reduce():
+            pass
+
     else:
         with strategy.scope():
             model = _model(weights)
@@ -224,7 +231,7 @@ def _timings(strategy, weights, x, y, world: int, repeat: int = 8) -> dict:
             return x[r * n : (r + 1) * n], y[r * n : (r + 1) * n]
 
         @tf.function
-        def step(x, y):
+        def distributed_step(x, y):
             with tf.GradientTape() as tape:
                 loss = tf.reduce_sum(_loss(y, model(x, training=True))) / batch
             grads = tape.gradient(loss, model.trainable_variables)
@@ -233,15 +240,41 @@ def _timings(strategy, weights, x, y, world: int, repeat: int = 8) -> dict:
             )
 
         xs, ys = strategy.experimental_distribute_values_from_function(shard)
-        out = {"step": _time(lambda: strategy.run(step, args=(xs, ys)), repeat)}
         params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
         flat = tf.zeros([params])
 
         @tf.function
-        def reduce():
+        def all_reduce():
             return tf.distribute.get_replica_context().all_reduce("sum", flat)
 
-        out["all_reduce"] = _time(lambda: strategy.run(reduce), repeat)
+        def step():
+            strategy.run(distributed_step, args=(xs, ys))
+
+        def reduce():
+            strategy.run(all_reduce)
+
+    def warmup():  # tracing and the first allocations
+        for _ in range(_turns.WARMUP):
+            step()
+            reduce()
+
+    def block():
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out = {"step": (time.perf_counter() - start) / steps}
+        if world > 1:
+            start = time.perf_counter()
+            for _ in range(steps):
+                reduce()
+            out["all_reduce"] = (time.perf_counter() - start) / steps
+        return out
+
+    rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"] if world > 1 else 0
+    blocks = _turns.take_turns(folder, rank, world, rounds, warmup, block, timeout)
+    out = {"step": [b["step"] for b in blocks], "warmup": _turns.WARMUP}
+    if world > 1:
+        out["all_reduce"] = [b["all_reduce"] for b in blocks]
     out["parameters"] = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     out["threads"] = threads
     return out
@@ -252,17 +285,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--world", type=int, required=True)
-    parser.add_argument("--ports", required=True)
+    parser.add_argument("--ports", default="")
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--mode", choices=("check", "time"), default="check")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--timeout", type=int, default=60)
     parser.add_argument("--die", type=int, default=-1, help="this rank exits at once")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)
-    workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")][: args.world]
-    os.environ["TF_CONFIG"] = json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": args.rank}}
-    )
+    if args.world > 1:  # one process alone needs no cluster, and opens no port
+        workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")][: args.world]
+        os.environ["TF_CONFIG"] = json.dumps(
+            {
+                "cluster": {"worker": workers},
+                "task": {"type": "worker", "index": args.rank},
+            }
+        )
     from .._quiet import import_tensorflow
 
     tf = import_tensorflow()
@@ -287,7 +326,10 @@ def main(argv=None) -> None:
     x, y = global_batch(args.batch)
     result: dict = {"rank": args.rank, "world": args.world}
     if args.mode == "time":
-        result.update(_timings(strategy, weights, x, y, args.world))
+        result.update(
+            _timings(strategy, weights, x, y, args.world, args.out, args.rounds,
+                     args.steps, args.timeout)
+        )  # fmt: skip
     else:
         ref = one_process(weights, x, y)
         g0 = _gradients(_model(weights), x, y)
@@ -297,7 +339,8 @@ def main(argv=None) -> None:
             g1 = _distributed_gradients(strategy, weights, x, y, sync)
             result[name] = _compare(start, ref, model, g0, g1)
         result["matched"] = result["sync"]["grad_rel_diff"] < 1e-4
-    (args.out / f"rank-{args.rank}.json").write_text(json.dumps(result))
+    name = "solo" if args.mode == "time" and args.world == 1 else f"rank-{args.rank}"
+    (args.out / f"{name}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Turns between the processes of :func:`dlfp.frameworks.distributed.timings`, taken
+through files in the folder they share: the one process ("solo") times a block of
+steps while the W processes ("pair") wait, then the other way round, ``rounds`` times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+#: Steps each process takes before the first turn (allocations, tracing).
+WARMUP = 2
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"waited {timeout:.0f} s for {path.name}: the other processes of the "
+                "timing stopped or are too slow; give a longer timeout."
+            )
+        time.sleep(0.002)
+
+
+def _mark(path: Path) -> None:
+    path.with_suffix(".tmp").write_text("")
+    path.with_suffix(".tmp").replace(path)
+
+
+def take_turns(
+    folder: Path,
+    rank: int,
+    world: int,
+    rounds: int,
+    warmup: Callable[[], None],
+    block: Callable[[], dict],
+    timeout: float,
+) -> list[dict]:
+    """Warm up, then time ``block`` in turns; ``world == 1`` is the one process."""
+    folder = Path(folder)
+    solo = world == 1
+    warmup()
+    if solo:
+        _mark(folder / "ready-solo")
+        _wait_for(folder / "ready-pair", timeout)
+    else:
+        _done(folder, "ready-pair", rank, world, timeout)
+        _wait_for(folder / "ready-solo", timeout)
+    results = []
+    for i in range(rounds):
+        if solo:
+            if i:
+                _wait_for(folder / f"pair-{i - 1}", timeout)
+            results.append(block())
+            _mark(folder / f"solo-{i}")
+        else:
+            _wait_for(folder / f"solo-{i}", timeout)
+            results.append(block())
+            _done(folder, f"pair-{i}", rank, world, timeout)
+    return results
+
+
+def _done(folder: Path, name: str, rank: int, world: int, timeout: float) -> None:
+    """Mark ``name`` once every one of the W processes has reached it."""
+    _mark(folder / f"{name}-{rank}")
+    if rank == 0:
+        for r in range(1, world):
+            _wait_for(folder / f"{name}-{r}", timeout)
+        _mark(folder / name)
