@@ -363,6 +363,7 @@ FRAMEWORK_MODULES = {
     "dlfp.frameworks.keras_cnn",
     "dlfp.frameworks._quiet",
     "dlfp.frameworks.compare",
+    "dlfp.frameworks.distributed.torch_ddp",  # a DDP worker process
 }
 
 
