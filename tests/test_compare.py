@@ -108,29 +108,137 @@ def test_paired_ratio_divides_round_by_round():
     assert ratio == {"median": 2.0, "min": 2.0, "max": 3.0, "rounds": 3}
 
 
-def test_the_winner_in_prose_follows_the_measurement():
-    slow = _row("PyTorch", "cpu", seconds=(2.0, 4.0, 9.0))
-    fast = _row("PyTorch", "cpu", seconds=(1.0, 2.0, 3.0))
+def _half_tail(n, k):
+    """P(Binomial(n, 1/2) <= k), by the definition."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "coverage"),
+    [(5, 0, 1.0), (6, 1, 0.96875), (10, 2, 0.978515625), (14, 3, 0.98706054)],
+)
+def test_the_median_interval_uses_the_right_order_statistics(n, k, coverage):
+    assert compare.order_statistic_k(n) == k
+    if k:  # k is the largest rank whose tail stays within 2.5%
+        assert _half_tail(n, k - 1) <= 0.025 < _half_tail(n, k)
+        ci = compare.median_ci(range(n))
+        assert (ci["low"], ci["high"]) == (k - 1, n - k)
+        assert ci["coverage"] == pytest.approx(coverage)
+    else:  # fewer than six rounds: no 95% interval at all
+        assert _half_tail(n, 0) > 0.025
+        assert compare.median_ci(range(n))["low"] == -math.inf
+
+
+@pytest.mark.parametrize("n", [6, 10, 14, 15, 18, 20, 36])
+def test_the_speed_rule_calls_equal_rows_different_at_most_5_percent(n):
+    k = compare.order_statistic_k(n)
+    fpr = compare.false_positive_rate(n)
+    assert fpr == pytest.approx(2 * _half_tail(n, k - 1))
+    assert fpr <= 0.05
+    # The same rate by simulation: two rows with the same distribution of times.
+    rng = np.random.default_rng(n)
+    trials, declared = 4000, 0
+    for _ in range(trials):
+        d = np.sort(rng.standard_normal(n))
+        declared += d[k - 1] > 0 or d[n - k] < 0
+    assert declared / trials == pytest.approx(fpr, abs=4 * math.sqrt(fpr / trials))
+    assert compare.false_positive_rate(5) == 0.0  # no interval: never a verdict
+
+
+def test_the_speed_verdict_has_four_outcomes_and_its_prose_follows_it():
     names = ("A", "B")
-    assert compare.versus(slow, fast, names, "trained").startswith(
-        "B trained faster than A, by a factor of 2.00"
+    base = [1.0 + 0.01 * i for i in range(14)]
+    ref = _row("PyTorch", "cpu", seconds=base)
+
+    def scaled(factors):
+        return _row(
+            "PyTorch",
+            "cpu",
+            seconds=[b * f for b, f in zip(base, factors, strict=True)],
+        )
+
+    slow = scaled([2.0 + 0.01 * i for i in range(14)])  # every ratio about 2
+    v = compare.speed_verdict(slow, ref)
+    assert v["outcome"] == "slower" and v["faster"] == 1
+    assert v["low"] > 1 and v["factor"] == pytest.approx(v["ratio"])
+    assert compare.versus(slow, ref, names, "trained").startswith(
+        "B trained faster than A, by a factor of 2.0"
     )
-    assert compare.versus(fast, slow, names).startswith("A ran faster than B, by a")
-    mixed = _row("PyTorch", "cpu", seconds=(0.5, 3.0, 3.5))  # ratios 0.5, 1.5, 1.17
-    assert compare.versus(mixed, fast, names) == (
-        "A and B ran equally fast within the noise: A was faster in 1 of 3 paired "
-        "rounds, and the median ratio of their times was 1.17"
+    assert "95% interval" in compare.versus(slow, ref, names)
+    fast = scaled([0.5] * 14)
+    assert compare.speed_verdict(fast, ref)["outcome"] == "faster"
+    assert compare.versus(fast, ref, names).startswith("A ran faster than B, by a ")
+    # Ratios within 1 +- 2%, on both sides of 1: equivalent within 5%.
+    same = scaled([1 + 0.02 * (-1) ** i for i in range(14)])
+    assert compare.speed_verdict(same, ref)["outcome"] == "equivalent"
+    assert compare.versus(same, ref, names).startswith(
+        "A and B ran equally fast within 5%"
     )
-    # Many rounds: 9 of 10 is a sign test's p = 0.021, a winner; 8 of 10 (p = 0.11)
-    # is not.
-    ten = _row("PyTorch", "cpu", seconds=[1.0] * 10)
-    nine = _row("PyTorch", "cpu", seconds=[0.5] * 9 + [2.0])
-    eight = _row("PyTorch", "cpu", seconds=[0.5] * 8 + [2.0] * 2)
-    assert compare.versus(nine, ten, names).startswith(
-        "A ran faster than B, by a factor"
+    # Ratios spread from 0.8 to 1.2: neither side, nor within 5%.
+    wide = scaled(np.linspace(0.8, 1.2, 14))
+    assert compare.speed_verdict(wide, ref)["outcome"] == "inconclusive"
+    assert compare.versus(wide, ref, names).startswith("the rounds do not settle")
+    # Three rounds won every time, the old rule's winner: no interval, no verdict.
+    three = _row("PyTorch", "cpu", seconds=(2.0, 4.0, 9.0))
+    assert compare.speed_verdict(three, _row("PyTorch", "cpu"))["outcome"] == (
+        "inconclusive"
     )
-    assert "A was faster in 9 of them" in compare.versus(nine, ten, names)
-    assert "equally fast" in compare.versus(eight, ten, names)
+
+
+def test_a_williams_design_balances_positions_and_predecessors():
+    harness = compare.harness
+    for n in range(2, 11):
+        orders = harness.williams(n)
+        assert len(orders) == (n if n % 2 == 0 else 2 * n)
+        assert all(sorted(order) == list(range(n)) for order in orders)
+        for position in range(n):  # every row in every position equally often
+            counts = np.bincount([o[position] for o in orders], minlength=n)
+            assert len(set(counts)) == 1, (n, position)
+        follows = np.zeros((n, n), int)  # follows[a, b]: b right after a
+        for order in orders:
+            for a, b in zip(order, order[1:], strict=False):
+                follows[a, b] += 1
+        off = follows[~np.eye(n, dtype=bool)]
+        assert len(set(off)) == 1 and np.all(np.diag(follows) == 0), n
+    assert harness.williams(1) == [[0]]
+
+
+def test_the_rounds_run_in_the_designs_orders_after_a_measured_pause():
+    seen = []
+
+    def runner(i):
+        return lambda data: seen.append(i)
+
+    rows = [_row("PyTorch", "cpu", seconds=()) for _ in range(3)]
+    compare.harness._interleave(
+        rows, [runner(i) for i in range(3)], 6, 1, lambda r: None, 0.06
+    )
+    orders = compare.harness.williams(3)
+    timed = seen[3:]
+    assert [timed[3 * j : 3 * j + 3] for j in range(6)] == orders
+    for row in rows:
+        assert len(row.seconds) == 6 and len(row.warmup_seconds) == 1
+        assert len(row.idle) == 6 and all(0 <= x < 5 for x in row.idle)
+
+
+def test_idle_cpu_measures_threads_that_stay_busy():
+    import threading
+
+    stop = threading.Event()
+
+    def spin():  # a thread that keeps a core busy while the caller sleeps
+        while not stop.is_set():
+            pass
+
+    def work():
+        threading.Thread(target=spin, daemon=True).start()
+
+    try:
+        busy = compare.harness.idle_cpu(work, pauses=(0.0,), window=0.05, repeats=1)
+    finally:
+        stop.set()
+    quiet = compare.harness.idle_cpu(lambda: None, pauses=(0.0,), window=0.05)
+    assert busy[0.0] > 0.3 and quiet[0.0] < busy[0.0]
 
 
 def test_machine_names_the_processor_cores_and_versions():
@@ -139,21 +247,117 @@ def test_machine_names_the_processor_cores_and_versions():
     assert "torch" in info["versions"] and "numpy" in info["versions"]
 
 
-def test_seed_accuracy_summarises_each_framework(tmp_path):
+def test_seed_accuracy_pairs_the_independent_seeds_only(tmp_path):
     runs = [
-        {"recipe": recipe, "seed": s, "test_accuracy": acc, "n_test": 10000}
+        {
+            "recipe": recipe,
+            "seed": s,
+            "threads": None,
+            "onednn": None,
+            "test_accuracy": acc,
+            "n_test": 10000,
+        }
         for recipe, accs in (
-            ("torch-cnn", (0.99, 0.992)),
-            ("keras-cnn", (0.991, 0.989)),
+            ("torch-cnn", (0.990, 0.992, 0.991)),
+            ("keras-cnn", (0.989, 0.990, 0.991)),
         )
         for s, acc in enumerate(accs)
+    ]
+    # Re-runs of seed 0 with one setting changed: reported, never pooled as seeds.
+    runs += [
+        {
+            "recipe": "torch-cnn",
+            "seed": 0,
+            "threads": 1,
+            "onednn": None,
+            "test_accuracy": 0.999,
+            "n_test": 10000,
+        },
+        {
+            "recipe": "keras-cnn",
+            "seed": 0,
+            "threads": None,
+            "onednn": 1,
+            "test_accuracy": 0.980,
+            "n_test": 10000,
+        },
     ]
     path = tmp_path / "seeds.json"
     path.write_text(json.dumps({"runs": runs}))
     summary = compare.seed_accuracy(path)
+    assert summary["PyTorch"]["runs"] == 3
     assert summary["PyTorch"]["mean"] == pytest.approx(0.991)
-    assert summary["TensorFlow"]["std"] == pytest.approx(0.002 / math.sqrt(2))
-    assert summary["PyTorch"]["runs"] == 2
+    assert summary["TensorFlow"]["std"] == pytest.approx(0.001)
+    pair = summary["paired"]
+    # Differences 0.001, 0.002, 0.000: mean 0.001, sd 0.001, se 0.001 / sqrt(3).
+    assert pair["seeds"] == [0, 1, 2] and pair["df"] == 2
+    assert pair["mean"] == pytest.approx(0.001)
+    assert pair["t"] == pytest.approx(math.sqrt(3))
+    # t_{0.975, 2} = 4.302653
+    half = 4.302653 * 0.001 / math.sqrt(3)
+    assert pair["ci"] == pytest.approx((0.001 - half, 0.001 + half), abs=1e-8)
+    # Sign flips of (1, 2, 0): sums -3..3; |sum| >= 3 for 4 of the 8 flips.
+    assert pair["p_exact"] == 0.5 and pair["p_exact_min"] == 0.25
+    moved = summary["perturbed"]
+    assert [r["setting"] for r in moved["PyTorch"]] == ["1 thread"]
+    assert moved["PyTorch"][0]["shift"] == pytest.approx(0.009)
+    assert moved["TensorFlow"][0]["shift"] == pytest.approx(-0.009)
+
+
+def test_t_quantiles_and_p_values_match_the_tables():
+    # Student's t, two-sided 5%: 12.706 (1 df), 2.776 (4), 2.262 (9), 2.042 (30).
+    for df, q in ((1, 12.7062), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
+        assert compare.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+    d = [0.0008, -0.0002, 0.0005, 0.0008, 0.0]  # PyTorch - Keras, seeds 0-4
+    pair = compare.paired_seeds(
+        [{"seed": i, "test_accuracy": 0.99 + x} for i, x in enumerate(d)],
+        [{"seed": i, "test_accuracy": 0.99} for i in range(5)],
+    )
+    assert pair["t"] == pytest.approx(1.8454, abs=1e-4)
+    assert pair["p_t"] == pytest.approx(0.1387, abs=1e-4)
+    # |8 + 2 + 5 + 8 + 0| = 23 - 2 S >= 19 when the flipped set sums to S <= 2:
+    # {}, {0}, {2}, {0, 2}, each side: 8 of 32.
+    assert pair["p_exact"] == 0.25
+    with pytest.raises(ValueError, match="two seeds"):
+        compare.paired_seeds(
+            [{"seed": 0, "test_accuracy": 1}], [{"seed": 0, "test_accuracy": 1}]
+        )
+
+
+def _exact_p(b: int, n: int) -> float:
+    """McNemar's exact p-value by the definition, for the test of the threshold."""
+    m = min(b, n - b)
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(m + 1)) / 2**n)
+
+
+@pytest.mark.parametrize(
+    ("n_disc", "threshold"), [(22, 12), (21, 11), (60, 18), (61, 17), (100, 22)]
+)
+def test_the_mcnemar_threshold_is_the_smallest_achievable_significant_split(
+    n_disc, threshold
+):
+    assert compare.mcnemar_threshold(n_disc) == threshold
+    # The split with that difference rejects; the next smaller achievable one does not.
+    b = (n_disc - threshold) // 2
+    assert _exact_p(b, n_disc) < 0.05 <= _exact_p(b + 1, n_disc)
+    assert compare.mcnemar_threshold(5) is None  # 2 / 32 > 0.05: never significant
+
+
+def test_mcnemar_power_is_an_exact_binomial_sum_that_grows_with_the_difference():
+    n = 22  # rejects for |b - c| >= 12: b <= 5 or b >= 17
+    for share in (0.5, 0.7, 0.9):
+        exact = sum(
+            math.comb(n, b) * share**b * (1 - share) ** (n - b)
+            for b in range(n + 1)
+            if abs(2 * b - n) >= 12
+        )
+        assert compare.mcnemar_power(n, share) == pytest.approx(exact, rel=1e-9)
+    powers = [compare.mcnemar_power(60, 0.5 + i / 100) for i in range(51)]
+    assert all(p <= q + 1e-12 for p, q in zip(powers, powers[1:], strict=False))
+    detectable = compare.mcnemar_detectable(60)
+    share = (1 + detectable / 60) / 2
+    assert compare.mcnemar_power(60, share) == pytest.approx(0.8, abs=1e-6)
+    assert detectable > compare.mcnemar_threshold(60)  # the threshold has < 80% power
 
 
 # --- The experiment, on a tiny configuration ----------------------------------------

@@ -8,8 +8,10 @@ book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
   :func:`set_threads`, recorded per row). Every configuration runs one *block* (a fixed
   number of training steps, or an epoch; one inference call) per *round*; the rounds
   repeat, the first ``warmup`` of them untimed (they pay for allocation, tracing and
-  compilation), and the order of the configurations rotates from one round to the next,
-  so that a slow moment of the machine falls on each of them in turn.
+  compilation), and the order of the configurations follows a Williams design
+  (:func:`williams`), so that each runs in every position, and right after every other,
+  equally often; before each clock the process idles for ``pause`` seconds, long
+  enough for the thread pools to stop spinning (:func:`idle_cpu` measures it).
 * **The same work in every clock.** A training clock starts with the round's batches
   already built as NumPy arrays (indexing and augmentation by :class:`Batches`
   happen before any clock starts, for both frameworks) and stops when the last update
@@ -23,23 +25,26 @@ book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
   :func:`inference_settings` list them. A setting that does not work here is kept as an
   *unavailable* row with the reason, not dropped.
 * **Speeds as ratios.** A row's time is compared with another row's measured in the same
-  rounds: :func:`paired_ratio` divides them round by round.
+  rounds: :func:`paired_ratio` divides them round by round, and :func:`speed_verdict`
+  names the faster row only when a distribution-free interval for the median ratio
+  excludes 1 (or calls them equally fast when it lies within 5% of 1).
 
-Accuracy is compared over the recorded seed runs (:func:`seed_accuracy`, from
-:mod:`dlfp.claims`) and, for the two trained models, with McNemar's test on their
-predictions for the same test images (:func:`mcnemar`). The size of each framework's
-code is counted by :func:`dlfp.report.count_lines`.
+Accuracy is compared over the recorded seed runs, independent seeds only, paired by seed
+(:func:`seed_accuracy`, from :mod:`dlfp.claims`) and, for the two trained models, with
+McNemar's test on their predictions for the same test images (:func:`mcnemar`). The
+size of each framework's code is counted by :func:`dlfp.report.count_lines`.
 
 One concept per module: :mod:`.rows` (the plan, the settings and the rows of
 measurements), :mod:`.machine` (the processor and the thread pools), :mod:`.harness`
 (the interleaved rounds), :mod:`.training` and :mod:`.inference` (the two halves of the
-experiment), :mod:`.stats` (McNemar's test, the seed runs, paired ratios and the winner
-rule) and :mod:`.table` (reading the rows). The names listed in ``__all__`` are
+experiment), :mod:`.stats` (McNemar's test, the seed runs, paired ratios and the speed
+verdict) and :mod:`.table` (reading the rows). The names listed in ``__all__`` are
 importable from here.
 """
 
 from __future__ import annotations
 
+from .harness import idle_cpu, williams
 from .inference import inference_settings, run_inference
 from .machine import machine, set_threads, threads
 from .rows import (
@@ -56,12 +61,24 @@ from .rows import (
     check_devices,
 )
 from .stats import (
+    EQUIVALENCE,
     McNemar,
+    false_positive_rate,
+    independent,
     mcnemar,
+    mcnemar_detectable,
     mcnemar_p_exact,
+    mcnemar_power,
+    mcnemar_threshold,
+    median_ci,
+    order_statistic_k,
     paired_ratio,
+    paired_seeds,
+    perturbations,
     seed_accuracy,
-    winner,
+    sign_flip_p,
+    speed_verdict,
+    t_quantile,
 )
 from .table import by_label, fastest, find, table, versus
 from .training import run_training, training_settings
@@ -95,5 +112,19 @@ __all__ = [
     "threads",
     "training_settings",
     "versus",
-    "winner",
+    "speed_verdict",
+    "idle_cpu",
+    "williams",
+    "EQUIVALENCE",
+    "false_positive_rate",
+    "independent",
+    "mcnemar_detectable",
+    "mcnemar_power",
+    "mcnemar_threshold",
+    "median_ci",
+    "order_statistic_k",
+    "paired_seeds",
+    "perturbations",
+    "sign_flip_p",
+    "t_quantile",
 ]

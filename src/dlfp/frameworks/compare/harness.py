@@ -1,5 +1,7 @@
-"""The interleaving harness: every configuration runs once per round, in a rotating
-order, with the garbage collector and the frameworks' messages kept out of the clocks.
+"""The interleaving harness: every configuration runs once per round, in the order of
+a Williams design (each configuration follows every other equally often), after a pause
+long enough for the thread pools to stop spinning, with the garbage collector and the
+frameworks' messages kept out of the clocks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import io
 import logging
 import time
 import warnings
+from collections.abc import Callable, Sequence
 
 from .machine import _pools
 
@@ -37,23 +40,94 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
-    """Run every available runner once per round, in an order that rotates.
+def williams(n: int) -> list[list[int]]:
+    """A Williams design for ``n`` configurations: ``n`` running orders when ``n`` is
+    even, ``2 n`` when it is odd. Over all of them every configuration runs in every
+    position equally often, and immediately after every other configuration equally
+    often (once for even ``n``, twice for odd), so that what one configuration leaves
+    behind (a spinning thread pool, a warm cache) falls on all the others alike.
 
-    The garbage collector runs once per round, outside the clocks, and is off while a
-    clock runs (as in :mod:`timeit`); before each clock starts, the process sleeps for
-    ``pause`` seconds, so that threads a previous configuration left spinning are idle.
+    The first order is ``0, 1, n-1, 2, n-2, ...``; the others add ``1, 2, ...`` to it,
+    modulo ``n``; for odd ``n`` the reversed orders are added too.
+    """
+    if n <= 1:
+        return [list(range(n))]
+    first, low, high = [0], 1, n - 1
+    for j in range(1, n):
+        if j % 2:
+            first, low = [*first, low], low + 1
+        else:
+            first, high = [*first, high], high - 1
+    orders = [[(x + i) % n for x in first] for i in range(n)]
+    if n % 2:
+        orders += [order[::-1] for order in orders]
+    return orders
+
+
+#: The seconds at the end of each pause in which the process's CPU time is measured.
+IDLE_WINDOW = 0.05
+
+
+def idle_cpu(
+    work: Callable[[], object],
+    pauses: Sequence[float] = (0.0, 0.01, 0.05, 0.2, 0.5),
+    window: float = 0.1,
+    repeats: int = 3,
+) -> dict[float, float]:
+    """How busy the process's idle threads stay after ``work``: for each pause, the CPU
+    seconds the whole process burns per wall-clock second during ``window`` seconds
+    that start ``pause`` seconds after ``work`` returns, while the calling thread
+    sleeps (the median of ``repeats``). A value near 1 is one core kept busy by
+    threads that spin while they wait for more work; 0 means they sleep."""
+    out = {}
+    for pause in pauses:
+        values = []
+        for _ in range(repeats):
+            work()
+            time.sleep(pause)
+            cpu, wall = time.process_time(), time.perf_counter()
+            time.sleep(window)
+            values.append((time.process_time() - cpu) / (time.perf_counter() - wall))
+        out[pause] = sorted(values)[len(values) // 2]
+    return out
+
+
+def _pause(seconds: float) -> float:
+    """Sleep ``seconds``; return the CPU seconds per second the process burnt in the
+    last :data:`IDLE_WINDOW` of them (threads of the last configuration still
+    spinning), or NaN for a pause shorter than that window."""
+    if seconds < IDLE_WINDOW:
+        time.sleep(seconds)
+        return float("nan")
+    time.sleep(seconds - IDLE_WINDOW)
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(IDLE_WINDOW)
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
+def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
+    """Run every available runner once per round, in the orders of :func:`williams`.
+
+    Timed round ``j`` runs the configurations in order ``j`` of the design (cycling
+    when there are more rounds than orders; the untimed warm-up rounds use the first
+    orders too), so with a multiple of its length every configuration follows every
+    other equally often. The garbage collector runs once per round, outside the clocks,
+    and is off while a clock runs (as in :mod:`timeit`); before each clock starts, the
+    process sleeps for ``pause`` seconds, so that threads a previous configuration
+    left spinning are idle, and records in the row's ``idle`` what the process burnt
+    at the end of that pause (:func:`_pause`).
     """
     active = [i for i, row in enumerate(rows) if row.error is None]
+    orders = williams(len(active))
     for r in range(warmup + rounds):
         data = data_for_round(r)  # built before any clock starts
         gc.collect()
-        shift = r % max(1, len(active))
-        for i in active[shift:] + active[:shift]:
+        order = orders[(r - warmup if r >= warmup else r) % len(orders)]
+        for i in (active[j] for j in order):
             row = rows[i]
             if row.error is not None:
                 continue
-            time.sleep(pause)
+            idle = _pause(pause)
             gc.disable()
             try:
                 with _quiet():
@@ -66,4 +140,6 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
             finally:
                 gc.enable()
             (row.warmup_seconds if r < warmup else row.seconds).append(elapsed)
+            if r >= warmup:
+                row.idle.append(idle)
             row.threads = {**_pools(), **getattr(runners[i], "threads", {})}

@@ -30,18 +30,21 @@ class Plan:
     sizes used by ``benchmarks/cnn.py`` and by the verdict chapter."""
 
     train_steps: int | None = None  #: steps per timed block; None: one epoch
-    train_rounds: int = 3  #: timed blocks per training configuration
+    #: timed blocks per training configuration (10 rows: one full Williams design)
+    train_rounds: int = 10
     train_warmup: int = 1  #: untimed blocks first (tracing, compiling)
     components: bool = True  #: also the rows that change one setting at a time
     torch_compile: bool = True  #: try torch.compile (training and inference)
     steps_per_execution: int = 10  #: Keras's best configuration
     infer_images: int = 1000  #: images of the batched inference call
-    batch_rounds: int = 7  #: timed batched calls per inference configuration
-    single_rounds: int = 31  #: timed single-image calls per configuration
+    batch_rounds: int = 18  #: timed batched calls per inference configuration
+    single_rounds: int = 36  #: timed single-image calls per configuration
     infer_warmup: int = 3
     onnx: bool = True  #: export both models to ONNX and time ONNX Runtime
     dlfp: bool = True  #: also train the book's NumPy CNN (:mod:`dlfp.cnn`), on the CPU
-    pause: float = 0.01  #: seconds of idling before each clock starts
+    #: seconds of idling before each clock starts: long enough for the thread pools
+    #: (OpenBLAS, OpenMP, ONNX Runtime) to stop spinning (the chapter measures it)
+    pause: float = 0.25
     torch_device: str = "cpu"  #: where PyTorch runs ("cpu" or "cuda")
     tf_device: str = "CPU"  #: where TensorFlow runs ("CPU" or "GPU")
 
@@ -49,13 +52,15 @@ class Plan:
 FULL = Plan()
 
 
-#: The verdict page: 20 steps per block, fewer calls, sized for a build on two cores
-#: (compiling for torch.compile and XLA is most of its cost).
+#: The verdict page: 10 steps per block, sized for a build on two cores (compiling for
+#: torch.compile and XLA is much of its cost). Its 7 training rows and 9 inference rows
+#: make Williams designs of 14 and 18 orders: each runs once.
 PAGE = Plan(
-    train_steps=20,
+    train_steps=10,
+    train_rounds=14,
     components=False,
-    batch_rounds=5,
-    single_rounds=15,
+    batch_rounds=18,
+    single_rounds=18,
     infer_warmup=2,
 )
 
@@ -89,6 +94,9 @@ class Row:
     threads: dict = field(default_factory=dict)  #: the pools, after the last round
     error: str | None = None  #: why the row is unavailable
     max_logit_diff: float | None = None  #: inference: against the framework's default
+    #: CPU seconds per second the process burnt at the end of the pause before each
+    #: timed clock (threads of the previous configuration still spinning)
+    idle: list[float] = field(default_factory=list)
 
     @property
     def framework(self) -> str:
@@ -130,6 +138,7 @@ class Row:
             "seconds": [round(s, 6) for s in self.seconds],
             "warmup_seconds": [round(s, 6) for s in self.warmup_seconds],
             "threads": self.threads,
+            "idle": [round(x, 4) for x in self.idle],
             "error": self.error,
         }
         if self.max_logit_diff is not None:

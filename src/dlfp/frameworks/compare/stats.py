@@ -1,9 +1,11 @@
-"""The statistics of the verdict: McNemar's test on two classifiers' predictions, the
-seed runs' accuracies, and paired timing ratios with the rule that names a winner."""
+"""The statistics of the verdict: McNemar's test on two classifiers' predictions (and
+what it can detect), the seed runs' accuracies compared seed by seed, and paired timing
+ratios with the interval and the rule that name a winner."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,19 +77,223 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     )
 
 
-def seed_accuracy(path: str | Path | None = None) -> dict[str, dict]:
-    """Test accuracy over the recorded seed runs of each framework's recipe.
+def _binomial_pmf(n: int, k: int, p: float) -> float:
+    """P(X = k), X ~ Binomial(n, p), through logarithms (no overflow for large n)."""
+    if p in (0.0, 1.0):
+        return float(k == (n if p == 1.0 else 0))
+    log = (
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
+    return math.exp(log)
 
-    :func:`dlfp.claims.load_runs` reads ``seeds.json``, installed with the package
-    (written by ``benchmarks/seeds.py``); :func:`dlfp.claims.seed_summary` gives mean,
-    spread and range. Keys: ``"PyTorch"`` and ``"TensorFlow"``.
+
+def _half_tail(n: int, k: int) -> float:
+    """P(X <= k), X ~ Binomial(n, 1/2), exact up to the final division."""
+    if k < 0:
+        return 0.0
+    return sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n
+
+
+def mcnemar_threshold(n_disc: int, alpha: float = 0.05) -> int | None:
+    """The smallest difference ``|b - c|`` of a split of ``n_disc`` discordant examples
+    that McNemar's exact test (:func:`mcnemar_p_exact`) calls significant at ``alpha``;
+    None when no split is (too few discordant examples).
+
+    Only differences of the parity of ``n_disc`` can occur (``b + c = n_disc``), so the
+    splits tried are ``b = (n_disc - D) / 2`` for ``D = n_disc mod 2, ... + 2, ...``.
+    """
+    for diff in range(n_disc % 2, n_disc + 1, 2):
+        b = (n_disc - diff) // 2
+        if mcnemar_p_exact(b, n_disc - b) < alpha:
+            return diff
+    return None
+
+
+def mcnemar_power(n_disc: int, share: float, alpha: float = 0.05) -> float:
+    """The probability that McNemar's exact test rejects at ``alpha`` when each of the
+    ``n_disc`` discordant examples falls A's way with probability ``share``
+    (``b ~ Binomial(n_disc, share)``), summed exactly over the rejected splits."""
+    threshold = mcnemar_threshold(n_disc, alpha)
+    if threshold is None:
+        return 0.0
+    power = sum(
+        _binomial_pmf(n_disc, b, share)
+        for b in range(n_disc + 1)
+        if abs(2 * b - n_disc) >= threshold
+    )
+    return min(1.0, power)  # the sum of rounded terms can pass 1 by an ulp or two
+
+
+def mcnemar_detectable(
+    n_disc: int, power: float = 0.8, alpha: float = 0.05
+) -> float | None:
+    """The true difference, in examples, that McNemar's exact test detects with
+    probability ``power``: ``n_disc (2 s - 1)`` for the smallest share ``s >= 1/2`` of
+    the ``n_disc`` discordant examples going one way at which :func:`mcnemar_power`
+    reaches ``power`` (found by bisection: the power grows with ``s``). None when even
+    ``s = 1`` does not reach it."""
+    if mcnemar_power(n_disc, 1.0, alpha) < power:
+        return None
+    low, high = 0.5, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (
+            (mid, high) if mcnemar_power(n_disc, mid, alpha) < power else (low, mid)
+        )
+    return n_disc * (2 * high - 1)
+
+
+# --- Accuracy over seeds ------------------------------------------------------------
+
+
+def independent(runs: Sequence[dict]) -> list[dict]:
+    """The runs of independent seeds: those with the default threads and oneDNN setting.
+    The others re-run seed 0 with one setting changed (:mod:`dlfp.claims` keeps them
+    for its margin, which must cover another machine); they are not new seeds."""
+    return [r for r in runs if r.get("threads") is None and r.get("onednn") is None]
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """P(T <= t), T Student's t with ``df`` degrees of freedom (Simpson's rule on the
+    density, accurate far beyond the digits printed)."""
+    if t < 0:
+        return 1.0 - _t_cdf(-t, df)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(
+        df * math.pi
+    )
+    steps = 4000  # even
+
+    def density(x):
+        return c * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = t / steps
+    total = density(0.0) + density(t)
+    total += sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return 0.5 + total * h / 3
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (bisection)."""
+    if not 0.5 <= q < 1:
+        raise ValueError(f"t_quantile takes 0.5 <= q < 1, not {q}.")
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < q:
+        low, high = high, 2 * high
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _t_cdf(mid, df) < q else (low, mid)
+    return (low + high) / 2
+
+
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """The exact two-sided p-value of the paired permutation (sign-flip) test: the share
+    of the ``2**n`` ways of flipping the signs of the differences whose sum is at least
+    as far from 0 as the observed sum. Under the null hypothesis that the two sides are
+    exchangeable within each pair, every flip is equally likely."""
+    d = [float(x) for x in differences]
+    observed = abs(sum(d))
+    scale = sum(abs(x) for x in d) or 1.0
+    count = 0
+    for signs in range(2 ** len(d)):
+        total = sum(x if signs >> i & 1 else -x for i, x in enumerate(d))
+        count += abs(total) >= observed - 1e-9 * scale
+    return count / 2 ** len(d)
+
+
+def paired_seeds(
+    runs_a: Sequence[dict],
+    runs_b: Sequence[dict],
+    key: str = "test_accuracy",
+    level: float = 0.95,
+) -> dict:
+    """Two recipes' accuracies compared seed by seed, over their independent seeds.
+
+    A seed fixes the data split and the mini-batches (:class:`dlfp.recipes.Batches`)
+    for every implementation, so the runs of one seed are a pair, and the differences
+    ``a - b`` within the pairs are what varies. Returns ``seeds`` (the shared seeds),
+    ``differences``, ``n``, ``mean`` (of the differences), ``std``, ``se``, ``df``,
+    ``t`` (the paired t statistic), ``p_t`` (its two-sided p-value), ``ci`` (the
+    ``level`` interval for the mean difference, from Student's t with ``df`` degrees
+    of freedom), ``p_exact`` (:func:`sign_flip_p`, which assumes no normality) and
+    ``p_exact_min`` (the smallest p-value that test can give with ``n`` pairs).
+    """
+    a = {r["seed"]: float(r[key]) for r in independent(runs_a)}
+    b = {r["seed"]: float(r[key]) for r in independent(runs_b)}
+    seeds = sorted(a.keys() & b.keys())
+    if len(seeds) < 2:
+        raise ValueError(
+            f"a paired comparison needs two seeds run by both recipes, not {seeds}."
+        )
+    d = np.array([a[s] - b[s] for s in seeds])
+    n = len(d)
+    mean, std = float(d.mean()), float(d.std(ddof=1))
+    se = std / math.sqrt(n)
+    q = t_quantile(0.5 + level / 2, n - 1)
+    t = mean / se if se > 0 else math.copysign(math.inf, mean) if mean else 0.0
+    p_t = 2 * (1 - _t_cdf(abs(t), n - 1)) if math.isfinite(t) else 0.0
+    return {
+        "seeds": seeds,
+        "differences": d.tolist(),
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "se": se,
+        "df": n - 1,
+        "t": t,
+        "p_t": float(p_t),
+        "ci": (mean - q * se, mean + q * se),
+        "level": level,
+        "p_exact": sign_flip_p(d),
+        "p_exact_min": 2 / 2**n,
+    }
+
+
+def perturbations(runs: Sequence[dict], key: str = "test_accuracy") -> list[dict]:
+    """The re-runs of a seed with one setting changed (one thread; oneDNN on or off),
+    each with how far it moved that seed's accuracy (``shift``, run minus the seed's
+    independent run): what a machine-like change does to one seed, not another seed."""
+    from ...claims import _setting
+
+    base = {r["seed"]: float(r[key]) for r in independent(runs)}
+    return [
+        {
+            "seed": r["seed"],
+            "setting": _setting(r),
+            "accuracy": float(r[key]),
+            "shift": float(r[key]) - base[r["seed"]],
+        }
+        for r in runs
+        if r not in independent(runs) and r["seed"] in base
+    ]
+
+
+def seed_accuracy(path: str | Path | None = None) -> dict:
+    """PyTorch's and Keras's recipes compared over their recorded seed runs.
+
+    Reads ``seeds.json`` (:func:`dlfp.claims.load_runs`; written by
+    ``benchmarks/seeds.py``). Returns, under ``"PyTorch"`` and ``"TensorFlow"``, the
+    summary (:func:`dlfp.claims.seed_summary`) of each recipe's *independent* seeds;
+    under ``"paired"``, :func:`paired_seeds` (PyTorch minus Keras, seed by seed); and
+    under ``"perturbed"``, each framework's re-runs of a seed with one setting changed
+    (:func:`perturbations`), which are reported, not pooled with the seeds.
     """
     from ...claims import load_runs, seed_summary
 
-    return {
-        PYTORCH: seed_summary(load_runs("torch-cnn", path)),
-        TENSORFLOW: seed_summary(load_runs("keras-cnn", path)),
+    runs = {
+        PYTORCH: load_runs("torch-cnn", path),
+        TENSORFLOW: load_runs("keras-cnn", path),
     }
+    out: dict = {name: seed_summary(independent(r)) for name, r in runs.items()}
+    out["paired"] = paired_seeds(runs[PYTORCH], runs[TENSORFLOW])
+    out["perturbed"] = {name: perturbations(r) for name, r in runs.items()}
+    return out
+
+
+# --- Speed --------------------------------------------------------------------------
 
 
 def paired_ratio(a: Row, b: Row) -> dict:
@@ -110,28 +316,87 @@ def paired_ratio(a: Row, b: Row) -> dict:
     }
 
 
-def winner(a: Row, b: Row) -> dict:
-    """Which of two rows is faster, from their paired rounds.
+def order_statistic_k(n: int, alpha: float = 0.05) -> int:
+    """The rank ``k`` of the distribution-free ``1 - alpha`` interval for a median from
+    ``n`` values, ``[x_(k), x_(n-k+1)]``: the largest ``k`` with
+    ``P(Binomial(n, 1/2) <= k - 1) <= alpha / 2``; 0 when none exists (fewer than six
+    values at 5%), and the interval is then unbounded."""
+    k = 0
+    while k + 1 <= (n + 1) // 2 and _half_tail(n, k) <= alpha / 2:
+        k += 1
+    return k
 
-    Returns ``faster`` (0 for ``a``, 1 for ``b``, None when the rounds do not settle
-    it), ``factor`` (how many times faster, from the median ratio, at least 1),
-    ``wins`` (rounds won by ``a`` and by ``b``), ``rounds`` and ``median`` (of the
-    ratios ``a / b``). A row is faster when it was faster in every round, or in so
-    many of them that a two-sided sign test (:func:`mcnemar_p_exact` on the counts)
-    rejects, at the 5% level, that each row is equally likely to win a round.
-    """
-    r = paired_ratio(a, b)
-    ratios = a.per_unit() / b.per_unit()
-    wins = (int(np.sum(ratios < 1)), int(np.sum(ratios > 1)))
-    n = r["rounds"]
-    settled = n in wins or mcnemar_p_exact(*wins) < 0.05
-    faster = None
-    if settled and r["median"] != 1:
-        faster = 0 if r["median"] < 1 else 1
+
+def median_ci(values: Sequence[float], alpha: float = 0.05) -> dict:
+    """A distribution-free confidence interval for the median of ``values`` (independent
+    draws from a continuous distribution), from their order statistics
+    (:func:`order_statistic_k`). Returns ``low``, ``high``, ``k`` and ``coverage``
+    (its exact level, ``1 - 2 P(Binomial(n, 1/2) <= k - 1)``, at least
+    ``1 - alpha``)."""
+    x = sorted(float(v) for v in values)
+    n, k = len(x), order_statistic_k(len(x), alpha)
+    if k == 0:
+        return {"low": -math.inf, "high": math.inf, "k": 0, "coverage": 1.0}
     return {
+        "low": x[k - 1],
+        "high": x[n - k],
+        "k": k,
+        "coverage": 1 - 2 * _half_tail(n, k - 1),
+    }
+
+
+def false_positive_rate(n: int, alpha: float = 0.05) -> float:
+    """How often :func:`speed_verdict` calls one of two equally fast rows faster or
+    slower, with ``n`` paired rounds: with a true median log-ratio of 0, the interval
+    misses 0 when ``x_(k) > 0`` or ``x_(n-k+1) < 0``, each with probability
+    ``P(Binomial(n, 1/2) <= k - 1)``, exactly."""
+    k = order_statistic_k(n, alpha)
+    return 2 * _half_tail(n, k - 1) if k else 0.0
+
+
+#: Two rows are "equally fast" when the interval of their ratio lies within this
+#: factor either way (5%).
+EQUIVALENCE = 1.05
+
+
+def speed_verdict(
+    a: Row, b: Row, margin: float = EQUIVALENCE, alpha: float = 0.05
+) -> dict:
+    """Is row ``a`` faster than row ``b``, from their paired rounds?
+
+    Each round gives ``d = log(t_a / t_b)``. The estimate of the ratio is
+    ``exp(median d)``, with the distribution-free interval of :func:`median_ci` (level
+    at least ``1 - alpha``), turned back into ratios. The ``outcome``: ``"faster"``
+    (the whole interval below 1: ``a`` is faster), ``"slower"`` (the whole interval
+    above 1), ``"equivalent"`` (the interval within ``[1/margin, margin]``), else
+    ``"inconclusive"``. Also ``ratio``, ``low``, ``high``, ``coverage``, ``rounds``,
+    ``faster`` (0 for ``a``, 1 for ``b``, None) and ``factor`` (how many times
+    faster the faster row is, at least 1), with ``factor_low``, ``factor_high``.
+    """
+    paired_ratio(a, b)  # the checks: same task, both available, one device
+    d = np.log(a.per_unit() / b.per_unit())
+    ci = median_ci(d, alpha)
+    ratio = math.exp(float(np.median(d)))
+    low, high = math.exp(ci["low"]), math.exp(ci["high"])
+    if high < 1:
+        outcome, faster = "faster", 0
+    elif low > 1:
+        outcome, faster = "slower", 1
+    elif 1 / margin < low and high < margin:
+        outcome, faster = "equivalent", None
+    else:
+        outcome, faster = "inconclusive", None
+    flip = ratio > 1  # the factor is the faster row's: at least 1
+    return {
+        "outcome": outcome,
         "faster": faster,
-        "factor": max(r["median"], 1 / r["median"]),
-        "wins": wins,
-        "rounds": n,
-        "median": r["median"],
+        "ratio": ratio,
+        "low": low,
+        "high": high,
+        "coverage": ci["coverage"],
+        "rounds": len(d),
+        "margin": margin,
+        "factor": ratio if flip else 1 / ratio,
+        "factor_low": low if flip else 1 / high,
+        "factor_high": high if flip else 1 / low,
     }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .rows import DLFP, PYTORCH, Row
-from .stats import paired_ratio, winner
+from .stats import paired_ratio, speed_verdict
 
 
 def fastest(rows: Sequence[Row], framework: str, task: str, *, onnx=False) -> Row:
@@ -46,24 +47,37 @@ def by_label(rows: Sequence[Row], task: str, label: str) -> Row:
     raise KeyError(f"no {task} row labelled {label!r}")
 
 
+def _interval(low: float, high: float) -> str:
+    if math.isinf(low) or math.isinf(high) or low == 0:
+        return "no interval: too few rounds"
+    return f"95% interval {low:.2f} to {high:.2f}"
+
+
 def versus(a: Row, b: Row, names: tuple[str, str], verb: str = "ran") -> str:
-    """A clause that says which of two rows is faster and by how much (:func:`winner`),
-    or that the rounds do not settle it. For prose whose winner must follow the
-    measurement: "PyTorch trained faster than TensorFlow, by a factor of 1.52 (...)"."""
-    w = winner(a, b)
-    n = w["rounds"]
-    if w["faster"] is None:
+    """A clause that says which of two rows is faster, with the interval of the factor
+    (:func:`speed_verdict`), that they are equally fast within 5%, or that the rounds do
+    not settle it. For prose whose winner must follow the measurement: "PyTorch trained
+    faster than TensorFlow, by a factor of 1.52 (95% interval 1.45 to 1.60, ...)"."""
+    v = speed_verdict(a, b)
+    n = v["rounds"]
+    of = f"the median of {n} paired rounds"
+    if v["outcome"] == "equivalent":
         return (
-            f"{names[0]} and {names[1]} {verb} equally fast within the noise: "
-            f"{names[0]} was faster in {w['wins'][0]} of {n} paired rounds, and the "
-            f"median ratio of their times was {w['median']:.2f}"
+            f"{names[0]} and {names[1]} {verb} equally fast within "
+            f"{100 * (v['margin'] - 1):.0f}%: the ratio of their times was "
+            f"{v['ratio']:.2f} ({_interval(v['low'], v['high'])}, {of})"
         )
-    faster, slower = names if w["faster"] == 0 else names[::-1]
-    wins = w["wins"][w["faster"]]
-    where = "every one" if wins == n else f"{wins} of them"
+    if v["outcome"] == "inconclusive":
+        return (
+            f"the rounds do not settle whether {names[0]} or {names[1]} {verb} faster: "
+            f"the ratio of their times was {v['ratio']:.2f} "
+            f"({_interval(v['low'], v['high'])}, {of}), neither wholly on one side "
+            f"of 1 nor within {100 * (v['margin'] - 1):.0f}% of it"
+        )
+    faster, slower = names if v["faster"] == 0 else names[::-1]
     return (
-        f"{faster} {verb} faster than {slower}, by a factor of {w['factor']:.2f} "
-        f"(the median of {n} paired rounds; {faster} was faster in {where})"
+        f"{faster} {verb} faster than {slower}, by a factor of {v['factor']:.2f} "
+        f"({_interval(v['factor_low'], v['factor_high'])}, {of})"
     )
 
 
@@ -96,11 +110,17 @@ def _threads_cell(row: Row) -> str:
     return f"{intra or 'auto'}/{inter or 'auto'}"  # TensorFlow's 0: it decides
 
 
+#: The fewest rounds for which the table shows quartiles rather than the range.
+QUARTILE_ROUNDS = 8
+
+
 def table(rows: Sequence[Row], task: str):
     """The rows of one task as a :class:`dlfp.report.Table`.
 
     Columns: framework, configuration, device, threads (intra-op/inter-op), median time
-    per step or per call with its interquartile range, the paired ratio to the
+    per step or per call with its interquartile range (with fewer than
+    :data:`QUARTILE_ROUNDS` rounds, its range: quartiles of a handful of values would
+    only interpolate between them), the paired ratio to the
     framework's default row and to the fastest row of the task, and the warm-up (first
     block or call, compilation included) in units of a timed one.
     """
@@ -111,6 +131,7 @@ def table(rows: Sequence[Row], task: str):
     best = min(available, key=Row.median) if available else None
     defaults = {r.framework: r for r in available if r.setting.role == "default"}
     unit = "step" if task == "training" else "call"
+    quartiles = all(len(r.seconds) >= QUARTILE_ROUNDS for r in available)
     body = []
     for r in mine:
         if not r.available:
@@ -127,7 +148,9 @@ def table(rows: Sequence[Row], task: str):
                 ]
             )
             continue
-        q1, q3 = r.quartiles()
+        q1, q3 = (
+            r.quartiles() if quartiles else (r.per_unit().min(), r.per_unit().max())
+        )
         to_default = defaults.get(r.framework)
         body.append(
             [
@@ -147,7 +170,7 @@ def table(rows: Sequence[Row], task: str):
             "configuration",
             "device",
             "threads",
-            f"ms per {unit} (IQR)",
+            f"ms per {unit} ({'IQR' if quartiles else 'range'})",
             "× default",
             "× fastest",
             f"first {'block' if unit == 'step' else 'call'}, × a timed one",
