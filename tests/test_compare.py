@@ -241,6 +241,13 @@ def test_idle_cpu_measures_threads_that_stay_busy():
     assert busy[0.0] > 0.3 and quiet[0.0] < busy[0.0]
 
 
+def test_a_row_written_out_reads_back_the_same():
+    row = _row("PyTorch", "cpu", seconds=(1.0, 2.0))
+    row.idle, row.threads = [0.0, 0.01], {"torch_intra_op": 2}
+    back = compare.Row.from_dict(json.loads(json.dumps(row.as_dict())))
+    assert back.as_dict() == row.as_dict() and back.setting == row.setting
+
+
 def test_machine_names_the_processor_cores_and_versions():
     info = compare.machine()
     assert info["cpu"] and info["cores"] >= 1

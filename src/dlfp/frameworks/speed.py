@@ -19,6 +19,7 @@ from ..losses import softmax_cross_entropy
 from ..recipes import Batches, CNNConfig, load_mnist_for
 from ..threads import limited
 from ..train import train_step
+from .compare.rows import PAUSE
 
 __all__ = ["speed_ratio"]
 
@@ -31,7 +32,7 @@ def speed_ratio(
     rounds: int = 5,
     warmup: int = 3,
     threads: int | None = None,
-    pause: float = 0.25,
+    pause: float = PAUSE,
 ) -> dict:
     """How many times longer a training step takes in dlfp than in PyTorch.
 
@@ -40,7 +41,9 @@ def speed_ratio(
     every core). Rounds alternate: ``steps`` steps of dlfp, then ``steps`` of PyTorch,
     so both meet the same machine conditions; a busy machine slows both alike. Before
     each round the process sleeps ``pause`` seconds (not timed), long enough for the
-    other library's idle threads to stop spinning and give the cores back.
+    other library's idle threads to stop spinning and give the cores back (the
+    verdict's pause, :data:`dlfp.frameworks.compare.rows.PAUSE`, which its chapter
+    measures).
 
     Returns
     -------

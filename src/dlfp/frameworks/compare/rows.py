@@ -24,6 +24,13 @@ FRAMEWORKS = (PYTORCH, TENSORFLOW)
 DLFP = "dlfp (NumPy)"
 
 
+#: Seconds of idling before each clock: long enough, on the machines measured, for the
+#: thread pools (OpenBLAS, OpenMP, ONNX Runtime) to stop spinning; the verdict chapter
+#: measures it (:func:`dlfp.frameworks.compare.idle_cpu`), and every row records what
+#: the process still burnt at the end of each pause.
+PAUSE = 0.25
+
+
 @dataclass(frozen=True)
 class Plan:
     """How much of the experiment to run. :data:`FULL` and :data:`PAGE` are the two
@@ -42,9 +49,7 @@ class Plan:
     infer_warmup: int = 3
     onnx: bool = True  #: export both models to ONNX and time ONNX Runtime
     dlfp: bool = True  #: also train the book's NumPy CNN (:mod:`dlfp.cnn`), on the CPU
-    #: seconds of idling before each clock starts: long enough for the thread pools
-    #: (OpenBLAS, OpenMP, ONNX Runtime) to stop spinning (the chapter measures it)
-    pause: float = 0.25
+    pause: float = PAUSE  #: seconds of idling before each clock starts
     torch_device: str = "cpu"  #: where PyTorch runs ("cpu" or "cuda")
     tf_device: str = "CPU"  #: where TensorFlow runs ("CPU" or "GPU")
 
@@ -144,6 +149,23 @@ class Row:
         if self.max_logit_diff is not None:
             out["max_logit_diff"] = self.max_logit_diff
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Row:
+        """The row that :meth:`as_dict` wrote (``benchmarks/cnn.py`` pools them)."""
+        setting = Setting(d["framework"], d["label"], d["role"], d["options"])
+        return cls(
+            d["task"],
+            setting,
+            d["device"],
+            d["unit"],
+            seconds=list(d["seconds"]),
+            warmup_seconds=list(d["warmup_seconds"]),
+            threads=dict(d["threads"]),
+            error=d["error"],
+            max_logit_diff=d.get("max_logit_diff"),
+            idle=list(d.get("idle", [])),
+        )
 
 
 class DeviceMismatchError(ValueError):
