@@ -128,6 +128,7 @@ def pooled(results: list[dict]) -> list:
             row.seconds += other["seconds"]
             row.warmup_seconds += other["warmup_seconds"]
             row.idle += other.get("idle", [])
+            row.waited += other.get("waited", [])
             row.error = row.error or other["error"]
     return merged
 

@@ -19,6 +19,7 @@ from ..losses import softmax_cross_entropy
 from ..recipes import Batches, CNNConfig, load_mnist_for
 from ..threads import limited
 from ..train import train_step
+from .compare.harness import settle
 from .compare.rows import PAUSE
 
 __all__ = ["speed_ratio"]
@@ -40,10 +41,9 @@ def speed_ratio(
     same batches (of ``config.batch_size`` images), on ``threads`` threads each (None:
     every core). Rounds alternate: ``steps`` steps of dlfp, then ``steps`` of PyTorch,
     so both meet the same machine conditions; a busy machine slows both alike. Before
-    each round the process sleeps ``pause`` seconds (not timed), long enough for the
-    other library's idle threads to stop spinning and give the cores back (the
-    verdict's pause, :data:`dlfp.frameworks.compare.rows.PAUSE`, which its chapter
-    measures).
+    each round the process idles (not timed) until the other library's idle threads
+    have stopped spinning and given the cores back, for at most ``pause`` seconds (the
+    verdict's rule, :func:`dlfp.frameworks.compare.harness.settle`).
 
     Returns
     -------
@@ -73,12 +73,12 @@ def speed_ratio(
             train_step(model, softmax_cross_entropy, ours, X, y)
             torch_step(net, theirs, X, y)
         for _ in range(rounds):
-            time.sleep(pause)
+            settle(pause)
             start = time.perf_counter()
             for X, y in rows:
                 train_step(model, softmax_cross_entropy, ours, X, y)
             times["dlfp"].append((time.perf_counter() - start) / steps)
-            time.sleep(pause)
+            settle(pause)
             start = time.perf_counter()
             for X, y in rows:
                 torch_step(net, theirs, X, y)

@@ -10,8 +10,9 @@ book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
   repeat, the first ``warmup`` of them untimed (they pay for allocation, tracing and
   compilation), and the order of the configurations follows a Williams design
   (:func:`williams`), so that each runs in every position, and right after every other,
-  equally often; before each clock the process idles for ``pause`` seconds, long
-  enough for the thread pools to stop spinning (:func:`idle_cpu` measures it).
+  equally often; before each clock the process idles until the thread pools have
+  stopped spinning (:func:`settle`, at most ``pause`` seconds; :func:`idle_cpu`
+  measures how long they spin).
 * **The same work in every clock.** A training clock starts with the round's batches
   already built as NumPy arrays (indexing and augmentation by :class:`Batches`
   happen before any clock starts, for both frameworks) and stops when the last update
@@ -44,7 +45,7 @@ importable from here.
 
 from __future__ import annotations
 
-from .harness import idle_cpu, williams
+from .harness import idle_cpu, settle, williams
 from .inference import inference_settings, run_inference
 from .machine import machine, set_threads, threads
 from .rows import (
@@ -114,6 +115,7 @@ __all__ = [
     "versus",
     "speed_verdict",
     "idle_cpu",
+    "settle",
     "williams",
     "EQUIVALENCE",
     "false_positive_rate",

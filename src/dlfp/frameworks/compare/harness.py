@@ -64,8 +64,11 @@ def williams(n: int) -> list[list[int]]:
     return orders
 
 
-#: The seconds at the end of each pause in which the process's CPU time is measured.
-IDLE_WINDOW = 0.05
+#: The window over which :func:`settle` measures the process's CPU time, in seconds.
+IDLE_WINDOW = 0.02
+
+#: The CPU seconds per second below which :func:`settle` calls the process quiet.
+QUIET = 0.05
 
 
 def idle_cpu(
@@ -92,17 +95,27 @@ def idle_cpu(
     return out
 
 
-def _pause(seconds: float) -> float:
-    """Sleep ``seconds``; return the CPU seconds per second the process burnt in the
-    last :data:`IDLE_WINDOW` of them (threads of the last configuration still
-    spinning), or NaN for a pause shorter than that window."""
-    if seconds < IDLE_WINDOW:
-        time.sleep(seconds)
-        return float("nan")
-    time.sleep(seconds - IDLE_WINDOW)
-    cpu, wall = time.process_time(), time.perf_counter()
-    time.sleep(IDLE_WINDOW)
-    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+def settle(limit: float, window: float = IDLE_WINDOW, quiet: float = QUIET):
+    """Idle until the process's threads are quiet, for at most ``limit`` seconds.
+
+    Sleeps in windows of ``window`` seconds and measures, over each, the CPU seconds
+    per second that the whole process burns (:func:`time.process_time`) while this
+    thread sleeps; stops after the first window below ``quiet``, or once ``limit``
+    seconds have passed. Returns ``(burnt, waited)``: the last window's value (NaN
+    when ``limit`` is shorter than a window, which sleeps ``limit`` and measures
+    nothing) and the seconds waited.
+    """
+    start = time.perf_counter()
+    if limit < window:
+        time.sleep(limit)
+        return float("nan"), time.perf_counter() - start
+    while True:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        now = time.perf_counter()
+        burnt = (time.process_time() - cpu) / (now - wall)
+        if burnt < quiet or now - start + window > limit:
+            return burnt, now - start
 
 
 def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
@@ -113,9 +126,9 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
     orders too), so with a multiple of its length every configuration follows every
     other equally often. The garbage collector runs once per round, outside the clocks,
     and is off while a clock runs (as in :mod:`timeit`); before each clock starts, the
-    process sleeps for ``pause`` seconds, so that threads a previous configuration
-    left spinning are idle, and records in the row's ``idle`` what the process burnt
-    at the end of that pause (:func:`_pause`).
+    process idles until the threads a previous configuration left spinning are quiet,
+    for at most ``pause`` seconds (:func:`settle`), and records in the row's ``idle``
+    what the process burnt at the end of that wait, and in ``waited`` its length.
     """
     active = [i for i, row in enumerate(rows) if row.error is None]
     orders = williams(len(active))
@@ -127,7 +140,7 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
             row = rows[i]
             if row.error is not None:
                 continue
-            idle = _pause(pause)
+            idle, waited = settle(pause)
             gc.disable()
             try:
                 with _quiet():
@@ -142,4 +155,5 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
             (row.warmup_seconds if r < warmup else row.seconds).append(elapsed)
             if r >= warmup:
                 row.idle.append(idle)
+                row.waited.append(waited)
             row.threads = {**_pools(), **getattr(runners[i], "threads", {})}

@@ -24,11 +24,12 @@ FRAMEWORKS = (PYTORCH, TENSORFLOW)
 DLFP = "dlfp (NumPy)"
 
 
-#: Seconds of idling before each clock: long enough, on the machines measured, for the
-#: thread pools (OpenBLAS, OpenMP, ONNX Runtime) to stop spinning; the verdict chapter
-#: measures it (:func:`dlfp.frameworks.compare.idle_cpu`), and every row records what
-#: the process still burnt at the end of each pause.
-PAUSE = 0.25
+#: The longest the process idles before a clock, in seconds: it stops earlier, once
+#: the thread pools (OpenBLAS, OpenMP, ONNX Runtime) have stopped spinning
+#: (:func:`dlfp.frameworks.compare.harness.settle`); the verdict chapter measures how
+#: long they spin (:func:`dlfp.frameworks.compare.idle_cpu`), and every row records
+#: each wait and what the process still burnt at its end.
+PAUSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Plan:
     infer_warmup: int = 3
     onnx: bool = True  #: export both models to ONNX and time ONNX Runtime
     dlfp: bool = True  #: also train the book's NumPy CNN (:mod:`dlfp.cnn`), on the CPU
-    pause: float = PAUSE  #: seconds of idling before each clock starts
+    pause: float = PAUSE  #: the longest idle before each clock (:data:`PAUSE`)
     torch_device: str = "cpu"  #: where PyTorch runs ("cpu" or "cuda")
     tf_device: str = "CPU"  #: where TensorFlow runs ("CPU" or "GPU")
 
@@ -99,9 +100,10 @@ class Row:
     threads: dict = field(default_factory=dict)  #: the pools, after the last round
     error: str | None = None  #: why the row is unavailable
     max_logit_diff: float | None = None  #: inference: against the framework's default
-    #: CPU seconds per second the process burnt at the end of the pause before each
+    #: CPU seconds per second the process burnt at the end of the wait before each
     #: timed clock (threads of the previous configuration still spinning)
     idle: list[float] = field(default_factory=list)
+    waited: list[float] = field(default_factory=list)  #: each wait, in seconds
 
     @property
     def framework(self) -> str:
@@ -144,6 +146,7 @@ class Row:
             "warmup_seconds": [round(s, 6) for s in self.warmup_seconds],
             "threads": self.threads,
             "idle": [round(x, 4) for x in self.idle],
+            "waited": [round(x, 4) for x in self.waited],
             "error": self.error,
         }
         if self.max_logit_diff is not None:
@@ -165,6 +168,7 @@ class Row:
             error=d["error"],
             max_logit_diff=d.get("max_logit_diff"),
             idle=list(d.get("idle", [])),
+            waited=list(d.get("waited", [])),
         )
 
 
