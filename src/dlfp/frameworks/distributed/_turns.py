@@ -62,6 +62,31 @@ def take_turns(
     return results
 
 
+def warm_up(step: Callable[[], object], reduce: Callable[[], object], world: int):
+    """:data:`WARMUP` steps, then one all-reduce when there are W processes."""
+    for _ in range(WARMUP):
+        step()
+    if world > 1:
+        reduce()
+
+
+def time_block(
+    step: Callable[[], object], reduce: Callable[[], object], steps: int, world: int
+) -> dict:
+    """Seconds per step over ``steps`` steps, and, with W processes, per all-reduce of
+    the gradient's size alone."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    out = {"step": (time.perf_counter() - start) / steps}
+    if world > 1:
+        start = time.perf_counter()
+        for _ in range(steps):
+            reduce()
+        out["all_reduce"] = (time.perf_counter() - start) / steps
+    return out
+
+
 def _done(folder: Path, name: str, rank: int, world: int, timeout: float) -> None:
     """Mark ``name`` once every one of the W processes has reached it."""
     _mark(folder / f"{name}-{rank}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -254,21 +253,10 @@ def _timings(strategy, weights, x, y, world, folder, rounds, steps, timeout):
             strategy.run(all_reduce)
 
     def warmup():  # tracing and the first allocations
-        for _ in range(_turns.WARMUP):
-            step()
-            reduce()
+        _turns.warm_up(step, reduce, world)
 
     def block():
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        out = {"step": (time.perf_counter() - start) / steps}
-        if world > 1:
-            start = time.perf_counter()
-            for _ in range(steps):
-                reduce()
-            out["all_reduce"] = (time.perf_counter() - start) / steps
-        return out
+        return _turns.time_block(step, reduce, steps, world)
 
     rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"] if world > 1 else 0
     blocks = _turns.take_turns(folder, rank, world, rounds, warmup, block, timeout)

@@ -27,7 +27,6 @@ import argparse
 import datetime
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -227,23 +226,14 @@ def _timings(x, y, world: int, folder: Path, rounds: int, steps: int, timeout):
         loss.backward()
         optimizer.step()
 
+    def reduce():
+        dist.all_reduce(flat)
+
     def warmup():  # the first steps allocate
-        for _ in range(_turns.WARMUP):
-            step()
-        if world > 1:
-            dist.all_reduce(flat)
+        _turns.warm_up(step, reduce, world)
 
     def block():
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        out = {"step": (time.perf_counter() - start) / steps}
-        if world > 1:
-            start = time.perf_counter()
-            for _ in range(steps):
-                dist.all_reduce(flat)
-            out["all_reduce"] = (time.perf_counter() - start) / steps
-        return out
+        return _turns.time_block(step, reduce, steps, world)
 
     blocks = _turns.take_turns(
         folder, dist.get_rank() if world > 1 else 0, world, rounds, warmup, block,
