@@ -5,9 +5,31 @@ steps while the W processes ("pair") wait, then the other way round, ``rounds`` 
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+
+def worker_arguments(
+    argv: Sequence[str] | None, description: str, ports: str = ""
+) -> argparse.Namespace:
+    """The command line every worker process takes: what
+    :func:`dlfp.frameworks.distributed.launch` writes (``ports`` documents
+    ``--ports``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--world", type=int, required=True)
+    parser.add_argument("--ports", default="", help=ports or None)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--mode", choices=("check", "time"), default="check")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--timeout", type=int, default=60)
+    parser.add_argument("--die", type=int, default=-1, help="this rank exits at once")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    return parser.parse_args(argv)
+
 
 #: Steps each process takes before the first turn (allocations, tracing).
 WARMUP = 2

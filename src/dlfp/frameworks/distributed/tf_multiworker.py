@@ -20,10 +20,8 @@ and an all-reduce alone, in turns with a one-process run (:mod:`._turns`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -270,18 +268,7 @@ def _timings(strategy, weights, x, y, world, folder, rounds, steps, timeout):
 
 def main(argv=None) -> None:
     global tf, keras, build_model
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rank", type=int, required=True)
-    parser.add_argument("--world", type=int, required=True)
-    parser.add_argument("--ports", default="")
-    parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--mode", choices=("check", "time"), default="check")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--timeout", type=int, default=60)
-    parser.add_argument("--die", type=int, default=-1, help="this rank exits at once")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = _turns.worker_arguments(argv, __doc__.splitlines()[0])
     if args.world > 1:  # one process alone needs no cluster, and opens no port
         workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")][: args.world]
         os.environ["TF_CONFIG"] = json.dumps(

@@ -23,7 +23,6 @@ of eq. (21.4) backward.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -256,18 +255,9 @@ def _timings(x, y, world: int, folder: Path, rounds: int, steps: int, timeout):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rank", type=int, required=True)
-    parser.add_argument("--world", type=int, required=True)
-    parser.add_argument("--ports", default="", help="unused: the workers meet in --out")
-    parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--mode", choices=("check", "time"), default="check")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--timeout", type=int, default=60)
-    parser.add_argument("--die", type=int, default=-1, help="this rank exits at once")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = _turns.worker_arguments(
+        argv, __doc__.splitlines()[0], ports="unused: the workers meet in --out"
+    )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on 127.0.0.1 only
     x, y = global_batch(args.batch)
     result: dict = {"rank": args.rank, "world": args.world}
