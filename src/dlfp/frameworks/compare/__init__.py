@@ -45,9 +45,11 @@ importable from here.
 
 from __future__ import annotations
 
+from .._spawn import WorkerError
 from .harness import idle_cpu, settle, williams
 from .inference import inference_settings, run_inference
 from .machine import machine, set_threads, threads
+from .processes import onednn, run_processes
 from .rows import (
     DLFP,
     FRAMEWORKS,
@@ -65,6 +67,7 @@ from .stats import (
     EQUIVALENCE,
     McNemar,
     false_positive_rate,
+    holm,
     independent,
     mcnemar,
     mcnemar_detectable,
@@ -78,7 +81,9 @@ from .stats import (
     perturbations,
     seed_accuracy,
     sign_flip_p,
+    sign_test_p,
     speed_verdict,
+    speed_verdicts,
     t_quantile,
 )
 from .table import by_label, fastest, find, table, versus
@@ -128,5 +133,11 @@ __all__ = [
     "paired_seeds",
     "perturbations",
     "sign_flip_p",
+    "sign_test_p",
+    "holm",
     "t_quantile",
+    "onednn",
+    "run_processes",
+    "speed_verdicts",
+    "WorkerError",
 ]

@@ -118,21 +118,26 @@ def settle(limit: float, window: float = IDLE_WINDOW, quiet: float = QUIET):
             return burnt, now - start
 
 
-def _interleave(rows, runners, rounds, warmup, data_for_round, pause):
+def _interleave(rows, runners, rounds, warmup, data_for_round, pause, share=(0, 1)):
     """Run every available runner once per round, in the orders of :func:`williams`.
 
     Timed round ``j`` runs the configurations in order ``j`` of the design (cycling
     when there are more rounds than orders; the untimed warm-up rounds use the first
     orders too), so with a multiple of its length every configuration follows every
-    other equally often. The garbage collector runs once per round, outside the clocks,
-    and is off while a clock runs (as in :mod:`timeit`); before each clock starts, the
-    process idles until the threads a previous configuration left spinning are quiet,
-    for at most ``pause`` seconds (:func:`settle`), and records in the row's ``idle``
-    what the process burnt at the end of that wait, and in ``waited`` its length.
+    other equally often. ``share=(i, n)`` runs only timed rounds ``i, i + n, ...`` (and
+    all the warm-up rounds): process ``i`` of ``n`` that split the rounds between them
+    (:mod:`.processes`), so that together they run the whole design.
+
+    The garbage collector runs once per round, outside the clocks, and is off while a
+    clock runs (as in :mod:`timeit`); before each clock starts, the process idles until
+    the threads a previous configuration left spinning are quiet, for at most ``pause``
+    seconds (:func:`settle`), and records in the row's ``idle`` what the process burnt
+    at the end of that wait, and in ``waited`` its length.
     """
     active = [i for i, row in enumerate(rows) if row.error is None]
     orders = williams(len(active))
-    for r in range(warmup + rounds):
+    part, parts = share
+    for r in [*range(warmup), *(warmup + j for j in range(part, rounds, parts))]:
         data = data_for_round(r)  # built before any clock starts
         gc.collect()
         order = orders[(r - warmup if r >= warmup else r) % len(orders)]

@@ -157,12 +157,14 @@ def run_inference(
     images: np.ndarray,
     plan: Plan = FULL,
     settings: Sequence[Setting] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> list[Row]:
     """Time every way of running the two networks, for a batch and for one image.
 
     ``images`` (n, 28, 28) float32: the batch is the first ``plan.infer_images``, the
     single image the first. Every row also records the largest difference between
     its logits and those of its framework's default row, on the same images.
+    ``share=(i, n)``: only this process's share of the timed rounds.
     """
     settings = inference_settings(plan) if settings is None else list(settings)
     images = np.ascontiguousarray(images[: plan.infer_images], dtype=np.float32)
@@ -203,7 +205,13 @@ def run_inference(
                 for s, e in zip(settings, errors, strict=True)
             ]
             _interleave(
-                mine, runners, rounds, plan.infer_warmup, lambda r, x=x: x, plan.pause
+                mine,
+                runners,
+                rounds,
+                plan.infer_warmup,
+                lambda r, x=x: x,
+                plan.pause,
+                share,
             )
             _logit_differences(mine, runners, x)
             rows += mine

@@ -104,6 +104,11 @@ class Row:
     #: timed clock (threads of the previous configuration still spinning)
     idle: list[float] = field(default_factory=list)
     waited: list[float] = field(default_factory=list)  #: each wait, in seconds
+    #: which process timed each round (all 0 when one process ran them all)
+    process: list[int] = field(default_factory=list)
+    #: the rounds a comparison may use (None: all); :func:`~.table.fastest` keeps out
+    #: the rounds on which it chose the row
+    rounds: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
     def framework(self) -> str:
@@ -148,6 +153,7 @@ class Row:
             "idle": [round(x, 4) for x in self.idle],
             "waited": [round(x, 4) for x in self.waited],
             "error": self.error,
+            "process": self.process,
         }
         if self.max_logit_diff is not None:
             out["max_logit_diff"] = self.max_logit_diff
@@ -169,6 +175,7 @@ class Row:
             max_logit_diff=d.get("max_logit_diff"),
             idle=list(d.get("idle", [])),
             waited=list(d.get("waited", [])),
+            process=list(d.get("process", [])),
         )
 
 

@@ -5,7 +5,7 @@ ratios with the interval and the rule that name a winner."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,18 +296,40 @@ def seed_accuracy(path: str | Path | None = None) -> dict:
 # --- Speed --------------------------------------------------------------------------
 
 
-def paired_ratio(a: Row, b: Row) -> dict:
-    """Row ``a``'s time over row ``b``'s, round by round (both ran in every round).
-
-    Returns ``median``, ``min`` and ``max`` of the per-round ratios: a ratio above 1
-    means ``a`` is slower. Rows of the same task compare per step or per call.
-    """
+def _paired(a: Row, b: Row) -> np.ndarray:
+    """The per-round ratios ``t_a / t_b``, over the rounds both rows may use (their
+    ``rounds``; all when neither restricts them), after the checks: same task, both
+    available, one device, the same number of rounds."""
     if a.task != b.task:
         raise ValueError(f"cannot compare a {a.task} row with a {b.task} row")
     if not (a.available and b.available):
         raise ValueError("both rows must be available to be compared")
     check_devices([a, b])
-    ratios = a.per_unit() / b.per_unit()
+    ta, tb = a.per_unit(), b.per_unit()
+    if len(ta) != len(tb):
+        raise ValueError(
+            f"{a.label!r} and {b.label!r} ran {len(ta)} and {len(tb)} rounds: only "
+            "rows timed in the same rounds can be paired."
+        )
+    use = set(range(len(ta)))
+    for row in (a, b):
+        if row.rounds is not None:
+            use &= set(row.rounds)
+    index = sorted(use)
+    if not index:
+        raise ValueError("the two rows share no round that a comparison may use.")
+    return ta[index] / tb[index]
+
+
+def paired_ratio(a: Row, b: Row) -> dict:
+    """Row ``a``'s time over row ``b``'s, round by round (both ran in every round).
+
+    Returns ``median``, ``min`` and ``max`` of the per-round ratios: a ratio above 1
+    means ``a`` is slower. Rows of the same task compare per step or per call; a row
+    chosen by :func:`~dlfp.frameworks.compare.fastest` is compared on the rounds that
+    did not choose it.
+    """
+    ratios = _paired(a, b)
     return {
         "median": float(np.median(ratios)),
         "min": float(ratios.min()),
@@ -373,8 +395,7 @@ def speed_verdict(
     ``faster`` (0 for ``a``, 1 for ``b``, None) and ``factor`` (how many times
     faster the faster row is, at least 1), with ``factor_low``, ``factor_high``.
     """
-    paired_ratio(a, b)  # the checks: same task, both available, one device
-    d = np.log(a.per_unit() / b.per_unit())
+    d = np.log(_paired(a, b))
     ci = median_ci(d, alpha)
     ratio = math.exp(float(np.median(d)))
     low, high = math.exp(ci["low"]), math.exp(ci["high"])
@@ -399,4 +420,59 @@ def speed_verdict(
         "factor": ratio if flip else 1 / ratio,
         "factor_low": low if flip else 1 / high,
         "factor_high": high if flip else 1 / low,
+        "p": sign_test_p(d),
+        "alpha": alpha,
     }
+
+
+def sign_test_p(d: Sequence[float]) -> float:
+    """The exact two-sided sign test of a median 0 for the values ``d`` (zeros
+    dropped): ``2 P(Binomial(n, 1/2) <= min(#positive, #negative))``, at most 1. It
+    rejects at level ``alpha`` exactly when :func:`median_ci`'s interval excludes 0."""
+    d = np.asarray(d, dtype=float)
+    d = d[d != 0]
+    if len(d) == 0:
+        return 1.0
+    low = int(min((d > 0).sum(), (d < 0).sum()))
+    return min(1.0, 2 * _half_tail(len(d), low))
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """Holm's step-down levels for a family of tests: each test's own level, so that
+    the chance of any false rejection in the family stays at most ``alpha``.
+
+    Sorted by p-value, the i-th smallest (from 0) is tested at ``alpha / (m - i)``
+    while every smaller one was rejected; from the first that is not, no test of the
+    family rejects, and its level and all later ones are 0 (never rejects)."""
+    m = len(pvalues)
+    levels = [0.0] * m
+    for i, j in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        level = alpha / (m - i)
+        if pvalues[j] > level:
+            break
+        levels[j] = level
+    return levels
+
+
+def speed_verdicts(
+    pairs: Mapping[str, tuple[Row, Row]],
+    margin: float = EQUIVALENCE,
+    alpha: float = 0.05,
+) -> dict[str, dict]:
+    """:func:`speed_verdict` for a family of comparisons, ``name: (a, b)``, with
+    Holm's correction (:func:`holm`): a page that states many comparisons calls any
+    two equally fast rows different at most ``alpha`` of the time, all statements
+    together. A comparison the family does not reject is decided at the family-wise
+    level ``alpha / m`` (a wider interval: equivalent, or inconclusive). Each verdict
+    also gives ``family`` (m) and ``alpha`` (its level)."""
+    first = {name: speed_verdict(a, b, margin, alpha) for name, (a, b) in pairs.items()}
+    names = list(first)
+    levels = holm([first[n]["p"] for n in names], alpha)
+    out = {}
+    for name, level in zip(names, levels, strict=True):
+        a, b = pairs[name]
+        verdict = speed_verdict(a, b, margin, level or alpha / len(names))
+        if not level and verdict["outcome"] in ("faster", "slower"):
+            verdict["outcome"], verdict["faster"] = "inconclusive", None
+        out[name] = {**verdict, "family": len(names)}
+    return out

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from .rows import DLFP, PYTORCH, Row
 from .stats import paired_ratio, speed_verdict
 
 
+def selection_rounds(row: Row) -> tuple[list[int], list[int]]:
+    """The rounds on which :func:`fastest` chooses a row, and the rest, on which the
+    chosen row is compared: the first process's rounds when several processes timed
+    them, else the even-numbered rounds. Choosing the row with the lowest median and
+    then comparing it on the same rounds would favour it (the winner's curse: the
+    minimum of several noisy medians is biased low); fresh rounds are not."""
+    n = len(row.seconds)
+    if len(set(row.process)) > 1:
+        first = [i for i in range(n) if row.process[i] == row.process[0]]
+    else:
+        first = list(range(0, n, 2))
+    return first, [i for i in range(n) if i not in set(first)]
+
+
 def fastest(rows: Sequence[Row], framework: str, task: str, *, onnx=False) -> Row:
-    """The available row of ``framework`` and ``task`` with the lowest median time;
-    ONNX Runtime rows count only with ``onnx=True`` (they are not the framework)."""
+    """The available row of ``framework`` and ``task`` with the lowest median time on
+    the selection rounds (:func:`selection_rounds`), as a copy whose comparisons
+    (:func:`~.stats.paired_ratio`, :func:`~.stats.speed_verdict`) use only the other
+    rounds; ONNX Runtime rows count only with ``onnx=True`` (they are not the
+    framework)."""
     candidates = [
         r
         for r in rows
@@ -22,7 +42,14 @@ def fastest(rows: Sequence[Row], framework: str, task: str, *, onnx=False) -> Ro
     ]
     if not candidates:
         raise ValueError(f"no available {task} row for {framework}")
-    return min(candidates, key=Row.median)
+    choose, compare_on = selection_rounds(candidates[0])
+
+    def chosen_median(row: Row) -> float:
+        return float(np.median(row.per_unit()[choose]))
+
+    return dataclasses.replace(
+        min(candidates, key=chosen_median), rounds=tuple(compare_on)
+    )
 
 
 _RAISE = object()

@@ -264,12 +264,15 @@ def run_training(
     data,
     plan: Plan = FULL,
     settings: Sequence[Setting] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> list[Row]:
     """Time every training configuration on the same batches, interleaved.
 
     Each configuration trains its own network from the recipe's initialisation; round
     ``r`` feeds all of them epoch ``r`` of :class:`Batches` (or its first
     ``plan.train_steps`` batches). Returns one :class:`Row` per configuration.
+    ``share=(i, n)``: only this process's share of the timed rounds (see
+    :func:`~dlfp.frameworks.compare.processes.run_processes`).
     """
     settings = training_settings(plan) if settings is None else list(settings)
     batches = Batches(data.train.images, data.train.labels, config)
@@ -307,5 +310,6 @@ def run_training(
         plan.train_warmup,
         lambda r: _block(batches, r, plan.train_steps),
         plan.pause,
+        share,
     )
     return rows

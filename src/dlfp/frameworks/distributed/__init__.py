@@ -26,9 +26,7 @@ import difflib
 import inspect
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ...parallel import check_split
+from .. import _spawn as spawn
+from .._spawn import WorkerError, worker_env
 
 __all__ = [
     "FRAMEWORKS",
@@ -58,7 +58,7 @@ HOST = "127.0.0.1"
 PORT_TAKEN = ("Address already in use", "Could not start gRPC server")
 
 
-class DistributedRunError(RuntimeError):
+class DistributedRunError(WorkerError):
     """A worker process failed or did not finish in time; the others were stopped."""
 
 
@@ -102,28 +102,9 @@ def _ports(framework: str, workers: int, port: int | None) -> list[int]:
 
 
 def _env(threads: int) -> dict:
-    """The workers' environment: this dlfp first on the path, ``threads`` threads,
-    gloo on the loopback interface."""
-    env = dict(os.environ)
-    here = str(Path(__file__).resolve().parents[3])  # the folder holding dlfp
-    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
-    env["DLFP_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on 127.0.0.1 only
-    return env
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    for p in procs:
-        p.wait()
+    """The workers' environment (:func:`dlfp.frameworks._spawn.worker_env`), with gloo
+    on the loopback interface."""
+    return worker_env(threads, GLOO_SOCKET_IFNAME="lo")  # 127.0.0.1 only
 
 
 def _command(framework, rank, world, batch, mode, folder, timeout, ports, extra):
@@ -137,28 +118,26 @@ def _command(framework, rank, world, batch, mode, folder, timeout, ports, extra)
     return command
 
 
+def _port_taken(name: str, tail: str) -> str | None:
+    if any(text in tail for text in PORT_TAKEN):
+        return (
+            f"{name} could not listen on its port, which another program took after "
+            f"the launcher found it free ({tail}); run again, or pass port= a free "
+            "port."
+        )
+    return None
+
+
 def _run(runs, names, folder: str, timeout: float) -> None:
     """Start each ``(command, threads)`` of ``runs`` in ``folder`` and wait for all."""
-    procs, logs = [], []
-    try:
-        for i, (command, threads) in enumerate(runs):
-            log = open(Path(folder) / f"log-{i}.txt", "w+")  # noqa: SIM115
-            logs.append(log)
-            procs.append(
-                subprocess.Popen(
-                    command,
-                    cwd=folder,  # no file of the caller's folder shadows a module
-                    env=_env(threads),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own group: killed as one
-                )
-            )
-        _wait(procs, logs, timeout, names)
-    finally:
-        _stop(procs)
-        for log in logs:
-            log.close()
+    spawn.run(
+        [(command, _env(threads)) for command, threads in runs],
+        names,
+        folder,
+        timeout,
+        error=DistributedRunError,
+        explain=_port_taken,
+    )
 
 
 def launch(
@@ -268,51 +247,6 @@ def timings(
         "warmup": solo["warmup"],
         "steps": steps,
     }
-
-
-def _tail(log, lines: int = 3) -> str:
-    log.flush()
-    log.seek(0)
-    text = [line for line in log.read().splitlines() if line.strip()]
-    return " | ".join(text[-lines:]) or "no output"
-
-
-def _wait(procs, logs, timeout: float, names=None, grace: float = 15.0) -> None:
-    """Wait for every worker; on a failure give the others ``grace`` seconds to stop
-    by themselves, then raise, naming the first worker that failed."""
-    names = names or [f"worker {r} of {len(procs)}" for r in range(len(procs))]
-    deadline = time.monotonic() + timeout
-    failed_at, first = None, None
-    while any(p.poll() is None for p in procs):
-        now = time.monotonic()
-        failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
-        if failed and failed_at is None:
-            failed_at, first = now, failed[0]  # the first to fail, not the lowest
-        if now > deadline or (failed_at is not None and now > failed_at + grace):
-            break
-        time.sleep(0.05)
-    codes = [p.poll() for p in procs]
-    if first is None:
-        first = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
-    if first is not None:
-        tail = _tail(logs[first])
-        if any(text in tail for text in PORT_TAKEN):
-            raise DistributedRunError(
-                f"{names[first]} could not listen on its port, which another program "
-                f"took after the launcher found it free ({tail}); run again, or pass "
-                "port= a free port."
-            )
-        raise DistributedRunError(
-            f"{names[first]} exited with code {codes[first]} ({tail}), and the other "
-            "workers were stopped; fix that worker's error and run again."
-        )
-    if any(c is None for c in codes):
-        waiting = [names[r] for r, c in enumerate(codes) if c is None]
-        raise DistributedRunError(
-            f"{', '.join(waiting)} were still running after {timeout:.0f} s and were "
-            "stopped; give a longer timeout, or look for a worker that waits for "
-            "another."
-        )
 
 
 # --- The verdict's row -------------------------------------------------------------

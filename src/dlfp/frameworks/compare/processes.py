@@ -1,0 +1,164 @@
+"""The rounds spread over several fresh processes, and the settings that only a fresh
+process can change.
+
+One process is one sample of everything a process decides once: where its memory
+lands, what its compilers produced, how its thread pools started. Rounds timed in one
+process share all of it, so their spread understates the spread between two runs of a
+program. :func:`run_processes` therefore starts ``n`` processes one after the other
+(never at once: they would compete for the cores), each running its share of the
+Williams design's timed rounds (rounds ``i, i + n, ...``; its own warm-up first), and
+pools their rows, recording which process timed each round.
+
+Some settings are read once, when a library loads: TensorFlow reads
+``TF_ENABLE_ONEDNN_OPTS`` at import. Such a setting is compared by running processes
+with the environment variable set, each with the rows it concerns and a reference row
+(PyTorch's default) timed in the same rounds: within a process the paired ratio to the
+reference is clean, and the reference carries the comparison across processes.
+:func:`onednn` says what TensorFlow does in a process with a given environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .. import _spawn as spawn
+from .machine import threads
+from .rows import Plan, Row
+
+#: The processor features with which TensorFlow's Linux x86 packages turn oneDNN's
+#: optimisations on by default (TensorFlow 2.9 release notes: "CPUs with
+#: neural-network-focused hardware features such as AVX512_VNNI, AVX512_BF16, AMX, and
+#: others"), as Linux's /proc/cpuinfo names them.
+ONEDNN_FEATURES = (
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags, from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def onednn(env: Mapping[str, str] | None = None) -> bool:
+    """Whether TensorFlow's oneDNN optimisations are on in a process started with
+    ``env`` (default: this one's): ``TF_ENABLE_ONEDNN_OPTS`` when it is set ("0" or
+    "false" turns them off, anything else on), else on when the processor has one of
+    :data:`ONEDNN_FEATURES` (the packages' documented default on Linux x86)."""
+    value = (os.environ if env is None else env).get("TF_ENABLE_ONEDNN_OPTS")
+    if value is not None:
+        return value.strip().lower() not in ("0", "false")
+    return bool(cpu_flags() & set(ONEDNN_FEATURES))
+
+
+def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
+    """The rows of several processes (each a list of :meth:`Row.as_dict`) as one list:
+    each row's rounds, warm-ups, waits and process numbers concatenated in process
+    order. A row that failed in any process stays failed, with that process's reason.
+    """
+    merged = [Row.from_dict(d) for d in results[0]]
+    for row in merged:
+        row.process = [0] * len(row.seconds)
+    for i, rows in enumerate(results[1:], start=1):
+        if [(d["task"], d["label"]) for d in rows] != [
+            (r.task, r.label) for r in merged
+        ]:
+            raise ValueError("the processes ran different rows; run them all again.")
+        for row, other in zip(merged, rows, strict=True):
+            row.seconds += other["seconds"]
+            row.warmup_seconds += other["warmup_seconds"]
+            row.idle += other["idle"]
+            row.waited += other["waited"]
+            row.process += [i] * len(other["seconds"])
+            row.error = row.error or other["error"]
+            if row.max_logit_diff is not None and other.get("max_logit_diff"):
+                row.max_logit_diff = max(row.max_logit_diff, other["max_logit_diff"])
+    return merged
+
+
+def run_processes(
+    plan: Plan,
+    processes: int = 3,
+    *,
+    tasks: Sequence[str] = ("training", "inference"),
+    keep: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 900.0,
+) -> list[Row]:
+    """Run the experiment's ``tasks`` in ``processes`` fresh processes, one after the
+    other, each its share of the timed rounds, and pool their rows (:func:`pooled`).
+
+    ``keep``: only the settings named ``"framework:role"`` (``"TensorFlow:*"``: every
+    role of TensorFlow's but ONNX Runtime's); None keeps them all. ``env``: variables
+    set in every process (for instance ``TF_ENABLE_ONEDNN_OPTS``). Each process gets
+    :func:`threads` threads per pool, as this one does, and ``timeout`` seconds; one
+    that fails stops the run with its name and the end of its log. The inference rows
+    use the models that :func:`dlfp.artifacts.trained` keeps (trained first if none is
+    kept).
+    """
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}.")
+    extra = dict(env or {})
+    command = [
+        sys.executable,
+        "-m",
+        f"{__package__}.worker",
+        "--plan",
+        json.dumps(dataclasses.asdict(plan)),
+        "--tasks",
+        *tasks,
+    ]
+    if keep is not None:
+        command += ["--keep", *keep]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dlfp-verdict-") as folder:
+        for i in range(processes):
+            out = Path(folder) / f"process-{i}.json"
+            share = ["--share", str(i), str(processes), "--out", str(out)]
+            spawn.run(
+                [([*command, *share], spawn.worker_env(threads(), **extra))],
+                [f"process {i + 1} of {processes}"],
+                folder,
+                timeout,
+            )
+            results.append(json.loads(out.read_text())["rows"])
+    return pooled(results)
+
+
+def kept(settings, keep: Sequence[str] | None):
+    """The settings that ``keep`` names (see :func:`run_processes`), in order."""
+    if keep is None:
+        return list(settings)
+    wanted = [tuple(k.split(":", 1)) for k in keep]
+    chosen = [
+        s
+        for s in settings
+        if any(
+            s.framework == framework
+            and (s.role == role or (role == "*" and s.role != "onnx"))
+            for framework, role in wanted
+        )
+    ]
+    if not chosen:
+        raise ValueError(
+            f"no setting is named by {', '.join(keep)}; name them as framework:role, "
+            "for instance PyTorch:default or TensorFlow:*."
+        )
+    return chosen

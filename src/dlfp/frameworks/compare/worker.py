@@ -1,0 +1,62 @@
+"""One process's share of the verdict's timed rounds, written as JSON.
+
+Started by :func:`dlfp.frameworks.compare.processes.run_processes` as ``python -m
+dlfp.frameworks.compare.worker --plan JSON --tasks training inference --share i n --out
+FILE [--keep framework:role ...]``; not meant to be run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", required=True, help="the Plan's fields, as JSON")
+    parser.add_argument(
+        "--tasks", nargs="+", choices=("training", "inference"), required=True
+    )
+    parser.add_argument("--share", type=int, nargs=2, required=True)
+    parser.add_argument("--keep", nargs="+", default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    # TensorFlow first and quietly (keras_cnn does it), then the threads of every pool,
+    # before either framework computes, as the verdict's page does.
+    from .. import keras_cnn, torch_cnn  # noqa: F401
+    from . import (
+        Plan,
+        inference_settings,
+        run_inference,
+        run_training,
+        set_threads,
+        training_settings,
+    )
+    from .processes import kept, onednn
+
+    set_threads()
+    plan = Plan(**json.loads(args.plan))
+    share = tuple(args.share)
+
+    from ...recipes import CNNConfig, load_mnist_for, recipe
+
+    config = CNNConfig()
+    data = load_mnist_for(config)
+    rows = []
+    if "training" in args.tasks:
+        settings = kept(training_settings(plan), args.keep)
+        rows += run_training(config, data, plan, settings, share=share)
+    if "inference" in args.tasks:
+        from ...artifacts import trained
+
+        models = [trained(recipe(name)).model for name in ("torch-cnn", "keras-cnn")]
+        settings = kept(inference_settings(plan), args.keep)
+        rows += run_inference(*models, data.test.images, plan, settings, share=share)
+    out = {"rows": [row.as_dict() for row in rows], "onednn": onednn()}
+    args.out.write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
