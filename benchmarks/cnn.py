@@ -1,33 +1,38 @@
 """PyTorch and TensorFlow/Keras, measured under the same controlled conditions.
 
-Runs :mod:`dlfp.frameworks.compare` in full: both frameworks in this one process, on
-one device, with the same threads in every pool; each training configuration (default,
-as its chapter trains, one setting changed at a time, best documented for a CPU), and
-the book's own NumPy CNN (:mod:`dlfp.cnn`, its BLAS on the same threads), trains the
-book's CNN for one epoch per round, the rounds interleaved and repeated (one
-untimed warm-up round, then ``--rounds`` timed ones); then every way of running the
-two trained networks (eager, compiled, ONNX Runtime) is timed on a batch of 1,000 test
-images and on one image. Last, the accuracy: the recorded seed runs (mean, spread) and
+Runs :mod:`dlfp.frameworks.compare` in full: both frameworks in each process, on one
+device, with the same threads in every pool; each training configuration (default, as
+its chapter trains, one setting changed at a time, best documented for a CPU), and the
+book's own NumPy CNN (:mod:`dlfp.cnn`, its BLAS on the same threads), trains the book's
+CNN for one epoch (or ``--steps``) per round, the rounds interleaved and repeated (one
+untimed warm-up round per process, then ``--rounds`` timed ones in all); then every way
+of running the two trained networks (eager, compiled, ONNX Runtime) is timed on a batch
+of 1,000 test images and on one image. Last, the accuracy: the recorded seed runs and
 McNemar's test on the two trained models' test predictions.
+
+``--processes N`` (default 3) splits the timed rounds between ``N`` fresh processes,
+run one after the other (:func:`dlfp.frameworks.compare.run_processes`): a process's
+own state (memory layout, what it compiled) then varies between the rounds, as it would
+between two runs of a program. Each row's median per process is kept under
+``"medians_per_process"``: where the processes disagree more than their rounds do, the
+pooled interval (which treats all rounds alike) is too narrow. ``--onednn`` also times
+TensorFlow with oneDNN's optimisations switched the other way, in as many processes
+again, each row paired with PyTorch's default in its own rounds.
 
 Absolute times depend on the machine and on its load: read the ratios, which compare
 rows measured in the same rounds. ``--page`` runs the reduced form the verdict chapter
-runs at build (20 steps per round, no single-setting rows).
+runs at build (:data:`~dlfp.frameworks.compare.PAGE`: 10 steps per round, no
+single-setting rows).
 
-Every "faster" is decided by :func:`dlfp.frameworks.compare.speed_verdict`: the median
-of the per-round log-ratios with a distribution-free 95% interval (at least 10 rounds
-per comparison in :data:`~dlfp.frameworks.compare.FULL`). ``--processes N`` runs the
-whole experiment in ``N`` fresh processes, one after the other, and pools their rounds
-(each row's median per process is kept too, under ``"medians_per_process"``): a
-process's own state (memory layout, what it compiled) then varies between the rounds,
-as it would between two runs of a program. The pooled interval treats all rounds as
-independent, so where the processes disagree more than their rounds do, read the
-per-process medians as well.
+Every "faster" is decided by :func:`dlfp.frameworks.compare.speed_verdicts`: the median
+of the per-round log-ratios with a distribution-free interval, all the summary's
+comparisons as one family with Holm's correction; each framework's fastest row is
+chosen on the first process's rounds and compared on the others'.
 
 Run:  python benchmarks/cnn.py [--page] [--steps N] [--rounds 10] [--no-compile]
                                [--no-onnx] [--no-dlfp] [--untrained]
                                [--torch-device cpu|cuda] [--processes 3]
-                               [--json results.json]
+                               [--onednn] [--json results.json]
 The last line printed is one JSON object: the machine, the plan, every row, the speed
 verdicts, and ``dlfp_epoch_s`` and ``dlfp_over_torch`` (the NumPy CNN's epoch time, and
 its speed verdict against PyTorch's default configuration, paired round by round).
@@ -38,9 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,80 +97,57 @@ def dlfp_speed(rows, config, data) -> dict:
 
 
 def summarise(rows) -> dict:
-    """Per task: each framework's fastest row, and the speed verdicts (with their
-    intervals) between the frameworks' fastest and default rows, and of each
+    """Per task: each framework's fastest row (chosen on the first process's rounds,
+    compared on the others), and the speed verdicts, as one family with Holm's
+    correction: the frameworks' fastest and default rows against each other, and each
     framework's fastest row against its default."""
-    summary = {}
+    pairs, fastest = {}, {}
     for task in TASKS:
         best = {f: compare.fastest(rows, f, task) for f in compare.FRAMEWORKS}
         defaults = {f: compare.find(rows, f, task, "default") for f in best}
-        summary[task] = {
-            "fastest": {f: r.label for f, r in best.items()},
-            "tf_over_torch_fastest": compare.speed_verdict(
-                best[compare.TENSORFLOW], best[compare.PYTORCH]
-            ),
-            "tf_over_torch_default": compare.speed_verdict(
-                defaults[compare.TENSORFLOW], defaults[compare.PYTORCH]
-            ),
-            "fastest_over_default": {
-                f: compare.speed_verdict(best[f], defaults[f]) for f in best
-            },
-        }
-    return summary
+        fastest[task] = {f: r.label for f, r in best.items()}
+        t, k = compare.PYTORCH, compare.TENSORFLOW
+        pairs[f"{task}: tf_over_torch_fastest"] = (best[k], best[t])
+        pairs[f"{task}: tf_over_torch_default"] = (defaults[k], defaults[t])
+        for f in best:
+            pairs[f"{task}: fastest_over_default, {f}"] = (best[f], defaults[f])
+    return {"fastest": fastest, "verdicts": compare.speed_verdicts(pairs)}
 
 
-def pooled(results: list[dict]) -> list:
-    """The rows of several processes' results as one list of rows: each row's rounds
-    (and warm-ups, and idle measurements) concatenated in process order. A row that
-    failed in any process stays failed, with that process's reason."""
-    merged = [compare.Row.from_dict(row) for row in results[0]["rows"]]
-    for result in results[1:]:
-        for row, other in zip(merged, result["rows"], strict=True):
-            if (row.task, row.label) != (other["task"], other["label"]):
-                raise ValueError("the processes ran different rows; rerun them all")
-            row.seconds += other["seconds"]
-            row.warmup_seconds += other["warmup_seconds"]
-            row.idle += other.get("idle", [])
-            row.waited += other.get("waited", [])
-            row.error = row.error or other["error"]
-    return merged
-
-
-def processes(argv: list[str], n: int, json_path: Path | None = None) -> None:
-    """Run this script ``n`` times, in fresh processes, and report the pooled rows."""
-    with tempfile.TemporaryDirectory() as tmp:
-        results = []
-        for i in range(n):
-            out = Path(tmp) / f"process-{i}.json"
-            print(f"process {i + 1} of {n}", flush=True)
-            subprocess.run(
-                [sys.executable, __file__, *argv, "--json", str(out)], check=True
-            )
-            results.append(json.loads(out.read_text()))
-    rows = pooled(results)
-    for task in TASKS:
-        print(compare.table(rows, task), "\n", flush=True)
-    medians = {
-        f"{row['task']}: {row['framework']}, {row['label']}": [
-            float(np.median(r["rows"][i]["seconds"]))
-            if r["rows"][i]["seconds"]
-            else None
-            for r in results
+def per_process(rows) -> dict:
+    """Each row's median per process: where the processes disagree more than their
+    rounds do, the pooled interval (which treats all rounds alike) is too narrow."""
+    out = {}
+    for row in rows:
+        seconds, process = np.asarray(row.per_unit()), np.asarray(row.process)
+        out[f"{row.task}: {row.framework}, {row.label}"] = [
+            float(np.median(seconds[process == p])) if row.available else None
+            for p in sorted(set(row.process))
         ]
-        for i, row in enumerate(results[0]["rows"])
-    }
-    result = {
-        "machine": results[0]["machine"],
-        "plan": results[0]["plan"],
-        "processes": n,
-        "medians_per_process": medians,
-        "summary": summarise(rows),
-        "accuracy": results[0]["accuracy"],
-        "rows": [r.as_dict() for r in rows],
-    }
-    if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
+    return out
+
+
+def flipped_onednn(plan, processes: int) -> dict:
+    """TensorFlow's default and best rows with oneDNN's optimisations switched the
+    other way (``TF_ENABLE_ONEDNN_OPTS``, read at import: fresh processes), each paired
+    with PyTorch's default row timed in the same rounds."""
+    on = compare.onednn()
+    rows = compare.run_processes(
+        plan,
+        processes,
+        keep=["PyTorch:default", "TensorFlow:default", "TensorFlow:best"],
+        env={"TF_ENABLE_ONEDNN_OPTS": "0" if on else "1"},
+    )
+    out = {"onednn": not on, "rows": [r.as_dict() for r in rows], "over_torch": {}}
+    for task in TASKS:
+        torch_default = compare.find(rows, compare.PYTORCH, task, "default")
+        for role in ("default", "best"):
+            row = compare.find(rows, compare.TENSORFLOW, task, role, None)
+            if row is not None and row.available:
+                out["over_torch"][f"{task}: {row.label}"] = compare.speed_verdict(
+                    row, torch_default
+                )
+    return out
 
 
 def main() -> None:
@@ -196,22 +176,15 @@ def main() -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="run the experiment in this many fresh processes and pool the rounds",
+        default=3,
+        help="split the timed rounds between this many fresh processes (1: this one)",
+    )
+    parser.add_argument(
+        "--onednn",
+        action="store_true",
+        help="also time TensorFlow with oneDNN switched the other way (more processes)",
     )
     args = parser.parse_args()
-    if args.processes > 1:
-        argv, skip = [], False
-        for a in sys.argv[1:]:  # the same options, one process each
-            if skip:
-                skip = False
-            elif a in ("--processes", "--json"):
-                skip = True
-            elif not a.startswith(("--processes=", "--json=")):
-                argv.append(a)
-        processes(argv, args.processes, args.json)
-        return
-
     pools = compare.set_threads(args.threads)  # before either framework computes
     plan = compare.PAGE if args.page else compare.FULL
     changes = {"torch_device": args.torch_device, "tf_device": args.tf_device}
@@ -228,10 +201,15 @@ def main() -> None:
     plan = dataclasses.replace(plan, **changes)
     config = CNNConfig()
     data = load_mnist_for(config)
-    try:
-        rows = compare.run_training(config, data, plan)
-    except compare.DeviceMismatchError as error:
-        sys.exit(str(error))
+    if args.processes > 1 and args.untrained:
+        sys.exit("--processes uses the kept models: leave out --untrained.")
+    if args.processes > 1:
+        rows = compare.run_processes(plan, args.processes)
+    else:
+        try:
+            rows = compare.run_training(config, data, plan)
+        except compare.DeviceMismatchError as error:
+            sys.exit(str(error))
     print(compare.table(rows, "training"), "\n", flush=True)
 
     from dlfp.frameworks import keras_cnn, torch_cnn
@@ -250,7 +228,8 @@ def main() -> None:
 
         torch_model = trained(recipe("torch-cnn")).model
         keras_model = trained(recipe("keras-cnn")).model
-    rows += compare.run_inference(torch_model, keras_model, data.test.images, plan)
+    if args.processes == 1:
+        rows += compare.run_inference(torch_model, keras_model, data.test.images, plan)
     for task in TASKS[1:]:
         print(compare.table(rows, task), "\n", flush=True)
 
@@ -263,9 +242,13 @@ def main() -> None:
         "accuracy": None
         if args.untrained
         else accuracy(torch_model, keras_model, data),
+        "processes": args.processes,
+        "medians_per_process": per_process(rows),
         "rows": [r.as_dict() for r in rows],
         **dlfp_speed(rows, config, data),
     }
+    if args.onednn:
+        result["onednn_flipped"] = flipped_onednn(plan, args.processes)
     text = json.dumps(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -196,9 +196,9 @@ def test_speed_ratio_times_both_in_one_process(tiny_data):
 
     result = speed_ratio(TINY, tiny_data, steps=2, rounds=2, warmup=1, threads=1)
     assert result["threads"] == 1 and len(result["dlfp_rounds_s"]) == 2
-    assert result["ratio"] == pytest.approx(
-        result["dlfp_step_s"] / result["torch_step_s"]
-    )
+    per_round = np.divide(result["dlfp_rounds_s"], result["torch_rounds_s"])
+    assert result["ratio"] == pytest.approx(float(np.median(per_round)))
+    assert result["verdict"]["rounds"] == 2  # paired round by round
 
 
 # --- The command line ---------------------------------------------------------------

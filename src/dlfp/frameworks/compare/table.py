@@ -74,37 +74,47 @@ def by_label(rows: Sequence[Row], task: str, label: str) -> Row:
     raise KeyError(f"no {task} row labelled {label!r}")
 
 
-def _interval(low: float, high: float) -> str:
+def _interval(low: float, high: float, level: float = 0.95) -> str:
     if math.isinf(low) or math.isinf(high) or low == 0:
         return "no interval: too few rounds"
-    return f"95% interval {low:.2f} to {high:.2f}"
+    return f"{_percent(level)} interval {low:.2f} to {high:.2f}"
 
 
-def versus(a: Row, b: Row, names: tuple[str, str], verb: str = "ran") -> str:
+def _percent(level: float) -> str:
+    """A confidence level as the text says it: 95%, 99.5%, 99.64%."""
+    return f"{100 * level:.4g}%"
+
+
+def versus(
+    a: Row, b: Row, names: tuple[str, str], verb: str = "ran", verdict=None
+) -> str:
     """A clause that says which of two rows is faster, with the interval of the factor
-    (:func:`speed_verdict`), that they are equally fast within 5%, or that the rounds do
-    not settle it. For prose whose winner must follow the measurement: "PyTorch trained
-    faster than TensorFlow, by a factor of 1.52 (95% interval 1.45 to 1.60, ...)"."""
-    v = speed_verdict(a, b)
-    n = v["rounds"]
+    (:func:`speed_verdict`, or ``verdict`` when given: one of a family's, from
+    :func:`~.stats.speed_verdicts`), that they are equally fast within 5%, or that the
+    rounds do not settle it. For prose whose winner must follow the measurement:
+    "PyTorch trained faster than TensorFlow, by a factor of 1.52 (95% interval 1.45 to
+    1.60, ...)"."""
+    v = speed_verdict(a, b) if verdict is None else verdict
+    n, level = v["rounds"], 1 - v["alpha"]
     of = f"the median of {n} paired rounds"
+    ratio_ci = _interval(v["low"], v["high"], level)
     if v["outcome"] == "equivalent":
         return (
             f"{names[0]} and {names[1]} {verb} equally fast within "
             f"{100 * (v['margin'] - 1):.0f}%: the ratio of their times was "
-            f"{v['ratio']:.2f} ({_interval(v['low'], v['high'])}, {of})"
+            f"{v['ratio']:.2f} ({ratio_ci}, {of})"
         )
     if v["outcome"] == "inconclusive":
         return (
             f"the rounds do not settle whether {names[0]} or {names[1]} {verb} faster: "
             f"the ratio of their times was {v['ratio']:.2f} "
-            f"({_interval(v['low'], v['high'])}, {of}), neither wholly on one side "
+            f"({ratio_ci}, {of}), neither wholly on one side "
             f"of 1 nor within {100 * (v['margin'] - 1):.0f}% of it"
         )
     faster, slower = names if v["faster"] == 0 else names[::-1]
     return (
         f"{faster} {verb} faster than {slower}, by a factor of {v['factor']:.2f} "
-        f"({_interval(v['factor_low'], v['factor_high'])}, {of})"
+        f"({_interval(v['factor_low'], v['factor_high'], level)}, {of})"
     )
 
 
