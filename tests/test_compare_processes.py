@@ -133,6 +133,14 @@ def test_choosing_the_fastest_of_equal_rows_on_the_same_rounds_is_biased():
     assert abs(np.mean(fresh)) < 0.015  # unbiased
 
 
+def test_too_few_rounds_give_an_unbounded_interval_not_an_error():
+    a, b = _row("a", [1.0, 1.0, 1.0]), _row("b", [2.0, 2.0, 2.0])
+    for v in (compare.speed_verdict(a, b), compare.speed_verdict(b, a)):
+        assert v["outcome"] == "inconclusive"
+        assert v["factor_low"] == 0.0 or v["factor_high"] == math.inf
+        assert "no interval: too few rounds" in compare.versus(a, b, ("A", "B"))
+
+
 def test_rows_of_different_lengths_are_not_paired():
     with pytest.raises(ValueError, match="only rows timed in the same rounds"):
         compare.paired_ratio(_row("a", [1.0, 2.0]), _row("b", [1.0, 2.0, 3.0]))

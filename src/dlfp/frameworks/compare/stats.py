@@ -419,7 +419,7 @@ def speed_verdict(
         "margin": margin,
         "factor": ratio if flip else 1 / ratio,
         "factor_low": low if flip else 1 / high,
-        "factor_high": high if flip else 1 / low,
+        "factor_high": high if flip else (1 / low if low > 0 else math.inf),
         "p": sign_test_p(d),
         "alpha": alpha,
     }
