@@ -11,7 +11,8 @@ After each markdown cell that shows glued values through inline expressions
 (``{eval}`...```, Binder's rewrite), a probe cell evaluates them at that point, as
 JupyterLab does when the reader runs the cell: a value that the cells above have not
 computed yet is reported. The report lists, per notebook: seconds, the error of the
-first failing cell (or null), and the probes that found no value.
+first failing cell (or null), the probes that found no value, and the glued values
+that are NumPy scalars (which the Colab pages cannot format).
 """
 
 from __future__ import annotations
@@ -94,7 +95,28 @@ def run(path: Path, timeout: int) -> dict:
         "seconds": round(time.monotonic() - started, 1),
         "error": error,
         "missing": missing,
+        "numpy_glues": numpy_glues(nb),
     }
+
+
+#: How a NumPy scalar shows as text (NumPy 2): ``np.float64(0.5)``, ``np.int64(3)``.
+NUMPY_SCALAR = re.compile(r"^np\.\w+\(")
+
+
+def numpy_glues(nb) -> list[str]:
+    """The names of glued values that are NumPy scalars: Binder's prose formats them,
+    but the Colab pages read a glued value from its text, which for a NumPy scalar is
+    ``np.float64(...)``, not a number. Glue ``float(x)`` or ``int(x)``."""
+    names = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get(
+                "application/papermill.record/text/plain", ""
+            )
+            if NUMPY_SCALAR.match(text):
+                record = output.get("metadata", {}).get("scrapbook", {})
+                names.append(record.get("name"))
+    return names
 
 
 def main(argv=None) -> int:

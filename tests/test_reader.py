@@ -132,3 +132,29 @@ def test_binder_runs_the_reader_by_path_outside_the_package(tmp_path):
     kernel_code = startup.read_text()
     assert "_dlfp_glue" in kernel_code
     assert not re.search(r"^\s*(import|from) dlfp", kernel_code, re.M)
+
+
+def test_the_notebook_runner_names_glued_numpy_scalars():
+    """The Colab pages read each glued value from its text: a NumPy scalar's is
+    ``np.float64(...)``, which they cannot format. The runner of the launch paths
+    names such glues, so that a chapter that glues one fails there."""
+    nbformat = pytest.importorskip("nbformat")
+    from .run_notebooks import numpy_glues
+
+    def glued(name, text):
+        output = nbformat.v4.new_output(
+            "display_data",
+            data={"application/papermill.record/text/plain": text},
+            metadata={"scrapbook": {"name": name}},
+        )
+        return nbformat.v4.new_code_cell("glue(...)", outputs=[output])
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            glued("plain", "0.5"),
+            glued("scalar", "np.float64(0.5)"),
+            glued("count", "np.int64(3)"),
+            glued("text", "'np.float64 is a type'"),
+        ]
+    )
+    assert numpy_glues(nb) == ["scalar", "count"]

@@ -445,3 +445,5 @@ def test_every_chapter_runs_top_to_bottom_as_binder_has_it(
     assert not failed, f"cells failed on the Binder path: {failed}"
     early = {r["notebook"]: r["missing"] for r in results if r["missing"]}
     assert not early, f"prose that shows a value before the cells compute it: {early}"
+    scalars = {r["notebook"]: r["numpy_glues"] for r in results if r["numpy_glues"]}
+    assert not scalars, f"glued NumPy scalars (glue float() or int()): {scalars}"
