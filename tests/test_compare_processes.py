@@ -242,3 +242,44 @@ def test_rounds_in_three_processes_pool_into_one_row_per_setting():
         assert row.process == [0, 0, 1, 2]
     with pytest.raises(compare.WorkerError, match="process 1 of 1 exited"):
         compare.run_processes(plan, 1, tasks=["training"], keep=["PyTorch:nonsense:"])
+
+
+# --- A setting read at import: rows in different processes ---------------------------
+
+
+def test_the_mann_whitney_distribution_matches_the_tables():
+    cdf = stats._mann_whitney_cdf(3, 3)
+    assert cdf[0] == pytest.approx(1 / 20) and cdf[-1] == pytest.approx(1.0)
+    # two-sided 5% critical values of U (the largest u with P(U <= u) <= 2.5%)
+    for (m, n), critical in {(10, 10): 23, (8, 8): 13, (14, 14): 55}.items():
+        cdf = stats._mann_whitney_cdf(m, n)
+        assert cdf[critical] <= 0.025 < cdf[critical + 1], (m, n)
+
+
+def test_the_shift_interval_covers_the_true_shift_95_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(400):
+        ci = stats.shift_ci(rng.normal(0.3, 1, 9), rng.normal(0, 1, 9))
+        hits += ci["low"] <= 0.3 <= ci["high"]
+    assert 0.93 <= hits / 400 <= 0.995
+
+
+def test_rows_of_different_processes_are_compared_through_their_references():
+    """TensorFlow with oneDNN on and off, each against PyTorch's default in its own
+    processes: a second set of processes that is 20% slower for every row does not
+    make the setting look slower; a 1.5 times slower setting does."""
+    rng = np.random.default_rng(4)
+
+    def pair(factor, machine):
+        ref = np.exp(rng.normal(0, 0.02, 12)) * machine
+        row = ref * factor * np.exp(rng.normal(0, 0.02, 12))
+        return _row("tf", row, framework="TensorFlow"), _row("torch", ref)
+
+    on, ref_on = pair(1.0, 1.0)
+    off, ref_off = pair(1.5, 1.2)
+    v = stats.across_processes(off, ref_off, on, ref_on)
+    assert v["outcome"] == "slower" and 1.4 < v["ratio"] < 1.6
+    same, ref_same = pair(1.0, 1.2)
+    v = stats.across_processes(same, ref_same, on, ref_on)
+    assert v["outcome"] in ("equivalent", "inconclusive") and abs(v["ratio"] - 1) < 0.05

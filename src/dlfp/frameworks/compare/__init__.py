@@ -66,6 +66,7 @@ from .rows import (
 from .stats import (
     EQUIVALENCE,
     McNemar,
+    across_processes,
     false_positive_rate,
     holm,
     independent,
@@ -80,6 +81,7 @@ from .stats import (
     paired_seeds,
     perturbations,
     seed_accuracy,
+    shift_ci,
     sign_flip_p,
     sign_test_p,
     speed_verdict,
@@ -140,4 +142,6 @@ __all__ = [
     "run_processes",
     "speed_verdicts",
     "WorkerError",
+    "across_processes",
+    "shift_ci",
 ]

@@ -476,3 +476,83 @@ def speed_verdicts(
             verdict["outcome"], verdict["faster"] = "inconclusive", None
         out[name] = {**verdict, "family": len(names)}
     return out
+
+
+def _mann_whitney_cdf(m: int, n: int) -> list[float]:
+    """``P(U <= u)`` for ``u = 0 .. m n`` under no shift: the exact distribution of
+    the Mann-Whitney statistic (pairs ``(x_i, y_j)`` with ``x_i > y_j``) for samples of
+    sizes ``m`` and ``n``, by counting (``N(m, n, u) = N(m - 1, n, u - n) +
+    N(m, n - 1, u)``)."""
+    counts = [
+        [[1] if i == 0 or j == 0 else [] for j in range(n + 1)] for i in range(m + 1)
+    ]
+    for i in range(1, m + 1):
+        for j in range(1, n + 1):
+            size = i * j + 1
+            a, b = counts[i - 1][j], counts[i][j - 1]
+            counts[i][j] = [
+                (a[u - j] if 0 <= u - j < len(a) else 0) + (b[u] if u < len(b) else 0)
+                for u in range(size)
+            ]
+    total = math.comb(m + n, m)
+    cdf, running = [], 0
+    for c in counts[m][n]:
+        running += c
+        cdf.append(running / total)
+    return cdf
+
+
+def shift_ci(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) -> dict:
+    """The Hodges-Lehmann estimate of the shift between two independent samples
+    (the median of all differences ``x_i - y_j``) and its distribution-free interval
+    ``[D_(c), D_(mn + 1 - c)]`` from the sorted differences, with ``c`` the largest
+    rank with ``P(U <= c - 1) <= alpha / 2`` (the exact Mann-Whitney distribution).
+    The interval is unbounded when no such ``c`` exists (too few values)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    d = np.sort(np.subtract.outer(x, y).ravel())
+    cdf = _mann_whitney_cdf(len(x), len(y))
+    c = 0
+    while c + 1 <= (len(d) + 1) // 2 and cdf[c] <= alpha / 2:
+        c += 1
+    low, high = (d[c - 1], d[len(d) - c]) if c else (-math.inf, math.inf)
+    return {"shift": float(np.median(d)), "low": float(low), "high": float(high)}
+
+
+def across_processes(
+    a: Row, ref_a: Row, b: Row, ref_b: Row, margin: float = EQUIVALENCE
+) -> dict:
+    """Row ``a`` against row ``b`` when they ran in different processes (a setting
+    read at import, such as oneDNN's), each paired with a reference row of its own
+    rounds (``ref_a``, ``ref_b``: the same configuration in both sets of processes).
+
+    The per-round log-ratios ``log(a / ref_a)`` and ``log(b / ref_b)`` are two
+    independent samples; their shift (:func:`shift_ci`) estimates ``log`` of ``a``'s
+    time over ``b``'s, the reference cancelling what the two sets of processes do to
+    every row alike. Returns the outcome as :func:`speed_verdict` names it, with
+    ``ratio``, ``low``, ``high``, ``rounds`` (both samples' sizes), ``faster`` and the
+    ``factor`` of the faster row with its interval."""
+    x, y = np.log(_paired(a, ref_a)), np.log(_paired(b, ref_b))
+    ci = shift_ci(x, y)
+    ratio, low, high = (math.exp(ci[k]) for k in ("shift", "low", "high"))
+    if high < 1:
+        outcome, faster = "faster", 0
+    elif low > 1:
+        outcome, faster = "slower", 1
+    elif 1 / margin < low and high < margin:
+        outcome, faster = "equivalent", None
+    else:
+        outcome, faster = "inconclusive", None
+    flip = ratio > 1
+    return {
+        "outcome": outcome,
+        "faster": faster,
+        "ratio": ratio,
+        "low": low,
+        "high": high,
+        "rounds": (len(x), len(y)),
+        "margin": margin,
+        "alpha": 0.05,
+        "factor": ratio if flip else 1 / ratio,
+        "factor_low": low if flip else 1 / high,
+        "factor_high": high if flip else (1 / low if low > 0 else math.inf),
+    }
