@@ -11,7 +11,11 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   :class:`Flatten`, :class:`Reshape`) that keep the layer contract of :mod:`dlfp` and
   compute the same numbers fast: a convolution becomes one matrix product by copying
   every window of the input into a row (:func:`im2col`), and its input gradient is
-  scattered back by :func:`col2im`.
+  scattered back by :func:`col2im`. While :data:`FAST` is true (the default) they take
+  shorter routes to the same numbers, which move memory in longer runs:
+  :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
+  pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
+  routes above, which is what the chapter's profile "before" measures.
 
 The layers keep their results in *channels-last* memory: an output of shape
 (B, C, H, W) is a view of an array stored as (B, H, W, C), whose rows of C channels
@@ -466,7 +470,9 @@ class Conv2D(Layer):
                 "pad them more or use a smaller kernel."
             )
         A_pad = self._padded(_channels_last(X))
-        windows_to_rows = im2col_strided if FAST else im2col
+        # One input channel: im2col's k^2 copies already run along rows of W_out
+        # pixels, longer than the k numbers of im2col_strided's runs.
+        windows_to_rows = im2col_strided if FAST and self.c_in > 1 else im2col
         cols = windows_to_rows(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
         # K_mat: column c holds the filter K[c], read in the (u, v, c') order of the
         # rows of X_col. Then eq. (16.2) is one product, eq. (18.7).
