@@ -7,6 +7,7 @@ The PyTorch comparisons skip, one by one, where PyTorch is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -112,6 +113,110 @@ def test_im2col_and_col2im_are_adjoint():
     cols = conv.im2col(A, 3, 2)
     C = rng.standard_normal(cols.shape)
     assert np.isclose(np.sum(cols * C), np.sum(A * conv.col2im(C, A.shape, 3, 2)))
+
+
+# --- The fast routes against the straightforward ones (conv.FAST) --------------------
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_im2col_in_one_copy_is_im2col(geometry):
+    """im2col_strided builds the very matrix of im2col's k^2 copies, also from a
+    padded input that is not contiguous (a channels-last view of NCHW maps)."""
+    B, C, H, W, _, k, s, p, _ = geometry
+    A = np.random.default_rng(2).standard_normal((B, C, H + 2 * p, W + 2 * p))
+    A_pad = A.transpose(0, 2, 3, 1)  # (B, H, W, C), not contiguous
+    np.testing.assert_array_equal(
+        conv.im2col_strided(A_pad, k, s), conv.im2col(A_pad, k, s)
+    )
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_col2im_by_tap_is_col2im(geometry):
+    """The window gradients computed tap by tap and added back: col2im's sum."""
+    B, C, H, W, C_out, k, s, p, _ = geometry
+    rng = np.random.default_rng(3)
+    pad_shape = (B, H + 2 * p, W + 2 * p, C)
+    rows = B * conv.output_size(H, k, s, p) * conv.output_size(W, k, s, p)
+    D, K_mat = (
+        rng.standard_normal((rows, C_out)),
+        rng.standard_normal((k * k * C, C_out)),
+    )
+    K_taps = K_mat.reshape(k * k, C, C_out).transpose(0, 2, 1)
+    np.testing.assert_allclose(
+        conv.col2im_by_tap(np.matmul(D, K_taps), pad_shape, k, s),
+        conv.col2im(D @ K_mat.T, pad_shape, k, s),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def _both_routes(layer, X, dout):
+    """(forward, input gradient, parameter gradients) by the fast route and the
+    straightforward one, from the same state."""
+    results = []
+    for straightforward in (False, True):
+        twin = layer.__class__.__new__(layer.__class__)
+        twin.__dict__ = {
+            key: (
+                {k: v.copy() for k, v in value.items()}
+                if isinstance(value, dict)
+                else value
+            )
+            for key, value in layer.__dict__.items()
+        }
+        with conv.straightforward() if straightforward else contextlib.nullcontext():
+            out = twin.forward(X, training=True)
+            dX = twin.backward(dout)
+            inference = twin.forward(X, training=False)
+        results.append((out, dX, inference, *twin.grads.values()))
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_layer_routes_agree(geometry, dtype):
+    """The fast route computes what the straightforward one does, to the last bits
+    that BLAS may regroup (the per-tap products)."""
+    layer, A, _ = conv_case(geometry)
+    layer.params = {k: v.astype(dtype) for k, v in layer.params.items()}
+    layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    A = A.astype(dtype)
+    out = layer.forward(A, training=False)
+    dout = np.random.default_rng(4).standard_normal(out.shape).astype(dtype)
+    fast, straight = _both_routes(layer, A, dout)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for ours, reference in zip(fast, straight, strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 16, 7, 7)])
+def test_batch_norm_routes_agree_bit_for_bit(shape, dtype):
+    """Rows of n_W n_C with tiled vectors: the same products and sums, in the same
+    order, as broadcasting over rows of n_C. Both channels-last and NCHW inputs."""
+    rng = np.random.default_rng(5)
+    layer = conv.BatchNorm2D(shape[1], dtype=dtype)
+    layer.params["gamma"] = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    layer.params["beta"] = rng.standard_normal(shape[1]).astype(dtype)
+    for X in (
+        rng.standard_normal(shape).astype(dtype),  # NCHW in memory
+        rng.standard_normal(shape)
+        .astype(dtype)
+        .transpose(0, 2, 3, 1)
+        .copy()
+        .transpose(0, 3, 1, 2),  # channels-last in memory
+    ):
+        dout = rng.standard_normal(shape).astype(dtype)
+        fast, straight = _both_routes(layer, X, dout)
+        for ours, reference in zip(fast, straight, strict=True):
+            np.testing.assert_array_equal(ours, reference)
+
+
+def test_straightforward_restores_the_fast_route():
+    with pytest.raises(RuntimeError), conv.straightforward():
+        assert not conv.FAST
+        raise RuntimeError
+    assert conv.FAST
 
 
 @pytest.mark.parametrize("k, s, H, W", [(2, 2, 8, 8), (2, 2, 7, 7), (3, 2, 9, 8)])

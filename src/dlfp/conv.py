@@ -11,7 +11,11 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   :class:`Flatten`, :class:`Reshape`) that keep the layer contract of :mod:`dlfp` and
   compute the same numbers fast: a convolution becomes one matrix product by copying
   every window of the input into a row (:func:`im2col`), and its input gradient is
-  scattered back by :func:`col2im`.
+  scattered back by :func:`col2im`. While :data:`FAST` is true (the default) they take
+  shorter routes to the same numbers, which move memory in longer runs:
+  :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
+  pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
+  routes above, which is what the chapter's profile "before" measures.
 
 The layers keep their results in *channels-last* memory: an output of shape
 (B, C, H, W) is a view of an array stored as (B, H, W, C), whose rows of C channels
@@ -22,10 +26,11 @@ only the order of the bytes differs, never the index order.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import init as initializers
 from .layers import Layer
@@ -44,6 +49,9 @@ __all__ = [
     "batch_norm_backward_loop",
     "im2col",
     "col2im",
+    "im2col_strided",
+    "col2im_by_tap",
+    "straightforward",
     "Conv2D",
     "BatchNorm2D",
     "MaxPool2D",
@@ -280,6 +288,68 @@ def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
     return dA_pad
 
 
+#: Whether the layers take the fast routes below (True) or the straightforward ones
+#: above: :func:`im2col`, :func:`col2im`, and batch normalisation broadcast over rows
+#: of n_C channels. Both compute the same numbers; :func:`straightforward` switches.
+FAST = True
+
+
+@contextmanager
+def straightforward():
+    """Inside this block the layers take the straightforward routes (``FAST = False``):
+    what :func:`dlfp.profile.profile_steps` measures as "before"."""
+    global FAST
+    before, FAST = FAST, False
+    try:
+        yield
+    finally:
+        FAST = before
+
+
+def im2col_strided(A_pad: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """:func:`im2col` in one copy instead of k^2: the same matrix, faster.
+
+    In a channels-last row of pixels, the k pixels (v, c') of one window row u lie next
+    to each other in memory: k n_C numbers in a row. A strided view (no copy) makes
+    every window of every example an array (k, k n_C); copying that view copies runs
+    of k n_C numbers, where :func:`im2col` copies runs of n_C (16 in the book's second
+    convolution), and NumPy pays a fixed cost per run.
+    """
+    A_pad = np.ascontiguousarray(A_pad)  # the view below needs rows of W_pad n_C
+    B, H_pad, W_pad, C = A_pad.shape
+    H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
+    s_C = A_pad.itemsize  # the strides of a contiguous array (NumPy may report
+    s_W, s_H = C * s_C, W_pad * C * s_C  # another stride for an axis of length 1)
+    s_B = H_pad * s_H
+    view = as_strided(  # view[e, i, j, u] = the k n_C numbers of window row u
+        A_pad,
+        shape=(B, H_out, W_out, k, k * C),
+        strides=(s_B, stride * s_H, stride * s_W, s_H, s_C),
+        writeable=False,
+    )
+    return view.reshape(B * H_out * W_out, k * k * C)  # reshape copies it, once
+
+
+def col2im_by_tap(
+    dtaps: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int
+) -> np.ndarray:
+    """:func:`col2im` for window gradients computed tap by tap: the same sum, faster.
+
+    ``dtaps`` has shape (k^2, B H_out W_out, C): entry n holds the gradient that tap
+    n = (u, v) of every window sends back, ``Delta_mat @ K_mat[(u, v)].T``. Each is
+    one contiguous map (B, H_out, W_out, C), added onto the input shifted by (u, v):
+    rows of W_out n_C numbers at a time, where :func:`col2im` adds runs of n_C.
+    """
+    B, H_pad, W_pad, C = pad_shape
+    H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
+    dA_pad = np.zeros(pad_shape, dtype=dtaps.dtype)
+    for n, (u, v) in enumerate(np.ndindex(k, k)):  # the order of col2im's adds
+        rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+        cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+        dA_pad[:, rows, cols, :] += dtaps[n].reshape(B, H_out, W_out, C)
+    return dA_pad
+
+
 def _channels_last(X: np.ndarray) -> np.ndarray:
     """(B, C, H, W) -> the same numbers as (B, H, W, C); free for channels-last maps."""
     return X.transpose(0, 2, 3, 1)
@@ -400,7 +470,10 @@ class Conv2D(Layer):
                 "pad them more or use a smaller kernel."
             )
         A_pad = self._padded(_channels_last(X))
-        cols = im2col(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
+        # One input channel: im2col's k^2 copies already run along rows of W_out
+        # pixels, longer than the k numbers of im2col_strided's runs.
+        windows_to_rows = im2col_strided if FAST and self.c_in > 1 else im2col
+        cols = windows_to_rows(A_pad, k, s)  # X_col: (B H_out W_out, k^2 C_in)
         # K_mat: column c holds the filter K[c], read in the (u, v, c') order of the
         # rows of X_col. Then eq. (16.2) is one product, eq. (18.7).
         K_mat = self.params["K"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
@@ -423,7 +496,12 @@ class Conv2D(Layer):
             return None
         # eq. (18.8), middle and right: the gradient of every window, then each added
         # back onto the pixels it was copied from (col2im); together, eq. (18.2).
-        dA_pad = col2im(D @ K_mat.T, pad_shape, self.k, self.stride)
+        if FAST:  # the same products, one per tap (u, v): K_taps[n] = K_mat[(u, v)].T
+            K_taps = K_mat.reshape(self.k * self.k, self.c_in, self.c_out)
+            dtaps = np.matmul(D, K_taps.transpose(0, 2, 1))  # (k^2, B H W, c_in)
+            dA_pad = col2im_by_tap(dtaps, pad_shape, self.k, self.stride)
+        else:
+            dA_pad = col2im(D @ K_mat.T, pad_shape, self.k, self.stride)
         p, (_, _, n_H, n_W) = self.padding, in_shape
         return _channels_first(dA_pad[:, p : p + n_H, p : p + n_W, :])
 
@@ -505,16 +583,30 @@ class BatchNorm2D(Layer):
             self._ones = np.ones(len(M), dtype=M.dtype)
         return self._ones.astype(M.dtype, copy=False) @ M
 
+    def _rows(self, M: np.ndarray, n_W: int) -> tuple[np.ndarray, int]:
+        """The (n_BN, C) matrix M as the matrix that the element-wise passes run on,
+        and how many times a per-channel vector must be repeated to fit its rows.
+
+        Fast route: rows of n_W pixels, n_W C numbers, with each per-channel vector
+        tiled n_W times. NumPy's loops then run over rows of n_W C numbers instead of
+        C (16 in the first block), and it pays a fixed cost per row. Same numbers.
+        """
+        if FAST:
+            return M.reshape(-1, n_W * self.channels), n_W
+        return M, 1
+
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         _check_maps("BatchNorm2D", X, self.channels)
         B, C, n_H, n_W = X.shape
         Z = _channels_last(X).reshape(-1, C)  # (n_BN, C): a view for channels-last maps
+        Z_rows, reps = self._rows(Z, n_W)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             self._cache = None
             mean, var = self.params["running_mean"], self.params["running_var"]
             scale = gamma / np.sqrt(var + self.eps)
-            out = (Z - mean) * scale + beta
+            out = (Z_rows - np.tile(mean, reps)) * np.tile(scale, reps)
+            out += np.tile(beta, reps)
             return _channels_first(out.reshape(B, n_H, n_W, C))
         if B < 2:
             raise ValueError(
@@ -524,18 +616,21 @@ class BatchNorm2D(Layer):
             )
         n_bn = len(Z)
         mean = self._column_sums(Z) / n_bn
-        Z_hat = Z - mean
-        var = self._column_sums(Z_hat * Z_hat) / n_bn  # biased: the batch's variance
+        Z_hat = (Z_rows - np.tile(mean, reps)).reshape(-1, C)
+        squares = Z_hat * Z_hat
+        var = self._column_sums(squares) / n_bn  # biased: the batch's variance
         inv_std = 1 / np.sqrt(var + self.eps)
-        Z_hat *= inv_std  # standardised: eq. (17.3)
+        Z_hat_rows = self._rows(Z_hat, n_W)[0]  # a view: Z_hat changes with it
+        Z_hat_rows *= np.tile(inv_std, reps)  # standardised: eq. (17.3)
         rho = self.momentum  # eq. (17.4), unbiased variance
         self.params["running_mean"] *= 1 - rho
         self.params["running_mean"] += rho * mean
         self.params["running_var"] *= 1 - rho
         self.params["running_var"] += rho * var * (n_bn / (n_bn - 1))
         self._cache = (Z_hat, inv_std)
-        out = Z_hat * gamma
-        out += beta
+        out = self._rows(squares, n_W)[0]  # the squares' memory, no longer needed
+        np.multiply(Z_hat_rows, np.tile(gamma, reps), out=out)
+        out += np.tile(beta, reps)
         return _channels_first(out.reshape(B, n_H, n_W, C))
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -544,16 +639,19 @@ class BatchNorm2D(Layer):
         D = _channels_last(dout).reshape(-1, C)  # dL/dy, one column per channel
         n_bn = len(D)
         dbeta = self._column_sums(D)  # eq. (18.4)
-        dgamma = self._column_sums(D * Z_hat)
+        D_Z_hat = D * Z_hat
+        dgamma = self._column_sums(D_Z_hat)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not input_grad:
             return None
+        (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
         # eq. (18.6): dZ = (gamma / sigma_hat) (D - mean(D) - Z_hat mean(D Z_hat))
-        dZ = Z_hat * (dgamma / n_bn)
-        dZ += dbeta / n_bn
-        np.subtract(D, dZ, out=dZ)
-        dZ *= self.params["gamma"] * inv_std
+        dZ = self._rows(D_Z_hat, n_W)[0]  # D Z_hat's memory, no longer needed
+        np.multiply(Z_hat_rows, np.tile(dgamma / n_bn, reps), out=dZ)
+        dZ += np.tile(dbeta / n_bn, reps)
+        np.subtract(D_rows, dZ, out=dZ)
+        dZ *= np.tile(self.params["gamma"] * inv_std, reps)
         return _channels_first(dZ.reshape(B, n_H, n_W, C))
 
     def config(self) -> dict[str, Any]:

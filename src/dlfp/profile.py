@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = ["PROFILE_LABELS", "profile_steps"]
 PROFILE_LABELS = {
     ("conv.py", "im2col"): ("convolution: windows to rows (im2col)", "copy"),
     ("conv.py", "col2im"): ("convolution: rows back to pixels (col2im)", "copy"),
+    ("conv.py", "im2col_strided"): ("convolution: windows to rows (im2col)", "copy"),
+    ("conv.py", "col2im_by_tap"): ("convolution: rows back to pixels (col2im)", "copy"),
     ("conv.py", "forward", "Conv2D"): ("convolution: forward product", "product"),
     ("conv.py", "backward", "Conv2D"): ("convolution: backward products", "product"),
     ("conv.py", "_padded"): ("convolution: padding", "copy"),
@@ -38,6 +41,7 @@ PROFILE_LABELS = {
     ("conv.py", "forward", "BatchNorm2D"): ("batch norm", "element-wise"),
     ("conv.py", "backward", "BatchNorm2D"): ("batch norm", "element-wise"),
     ("conv.py", "_column_sums"): ("batch norm", "element-wise"),
+    ("conv.py", "_rows"): ("batch norm", "element-wise"),
     ("conv.py", "forward", "MaxPool2D"): ("max pooling", "element-wise"),
     ("conv.py", "backward", "MaxPool2D"): ("max pooling", "element-wise"),
     ("conv.py", "_pool_2x2"): ("max pooling", "element-wise"),
@@ -88,6 +92,7 @@ def profile_steps(
     *,
     steps: int = 20,
     warmup: int = 3,
+    straightforward: bool = False,
 ) -> list[dict]:
     """Where a training step of the dlfp CNN spends its time, by kind of work.
 
@@ -96,7 +101,9 @@ def profile_steps(
     that of the functions it calls) under a label: the matrix products of the
     convolutions and dense layers, the copies of im2col and col2im, and the
     element-wise passes of batch normalisation, pooling, ReLU, the loss and the
-    optimizer.
+    optimizer. With ``straightforward=True`` the layers take the straightforward
+    routes of :func:`dlfp.conv.straightforward` (the same numbers): the profile
+    "before" the speed-ups of :data:`dlfp.conv.FAST`.
 
     Returns
     -------
@@ -111,13 +118,14 @@ def profile_steps(
     optimizer = adamw(model, config)
     batches = Rows(Batches(data.train.images, data.train.labels, config))
     inputs = [batches.batch(0, i % len(batches)) for i in range(warmup + steps)]
-    for X, y in inputs[:warmup]:
-        train_step(model, softmax_cross_entropy, optimizer, X, y)
     profiler = cProfile.Profile()
-    profiler.enable()
-    for X, y in inputs[warmup:]:
-        train_step(model, softmax_cross_entropy, optimizer, X, y)
-    profiler.disable()
+    with conv.straightforward() if straightforward else nullcontext():
+        for X, y in inputs[:warmup]:
+            train_step(model, softmax_cross_entropy, optimizer, X, y)
+        profiler.enable()
+        for X, y in inputs[warmup:]:
+            train_step(model, softmax_cross_entropy, optimizer, X, y)
+        profiler.disable()
     owners = _method_owners()
     stats = pstats.Stats(profiler).stats
     totals: dict[tuple[str, str], float] = {}
