@@ -369,7 +369,9 @@ def test_every_setting_names_its_source_and_the_best_are_as_documented():
         xla = labels["TensorFlow", f"fit, XLA, {k} steps per execution"]
         assert spe.options["jit_compile"] == "auto" and spe.role == "best"
         assert xla.options["jit_compile"] is True
-        (torch_best,) = [s for s in train if s.framework == "PyTorch" and s.role == "best"]
+        (torch_best,) = [
+            s for s in train if s.framework == "PyTorch" and s.role == "best"
+        ]
         assert torch_best.options["compile"] and torch_best.options["compile_step"]
         (frozen,) = [s for s in infer if s.framework == "PyTorch" and s.role == "best"]
         assert frozen.options["compile_options"]["freezing"] is True

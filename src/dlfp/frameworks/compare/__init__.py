@@ -60,8 +60,8 @@ from .inference import inference_settings, run_inference
 from .machine import (
     global_state,
     machine,
-    set_threads,
     set_tf_op_determinism,
+    set_threads,
     tf_op_determinism,
     threads,
 )

@@ -25,7 +25,6 @@ from .rows import (
     check_devices,
 )
 
-
 #: Where each framework documents the settings of its inference rows.
 TORCH_INFERENCE_MODE = (
     "torch.inference_mode: docs.pytorch.org/docs/stable/generated/"
@@ -49,8 +48,8 @@ TF_FUNCTION = (
 )
 TF_XLA = "tf.function(jit_compile=True): openxla.org/xla/tf2xla"
 KERAS_BF16 = (
-    "the dtype policy 'mixed_bfloat16': keras.io/guides/mixed_precision (bfloat16 "
-    "for CPUs and TPUs)"
+    "the dtype policy 'mixed_bfloat16': tensorflow.org/guide/mixed_precision ('TPUs "
+    "and supporting Intel CPUs can run operations in bfloat16 faster than float32')"
 )
 
 #: The options of ``torch.compile`` for the best PyTorch inference row: mode
@@ -124,7 +123,11 @@ def inference_settings(plan: Plan = FULL) -> list[Setting]:
     rows += [
         Setting(TENSORFLOW, "predict", "default", {"call": "predict"}),
         Setting(
-            TENSORFLOW, "eager call, model(x)", "component", {"call": "eager"}, TF_FUNCTION
+            TENSORFLOW,
+            "eager call, model(x)",
+            "component",
+            {"call": "eager"},
+            TF_FUNCTION,
         ),
         Setting(
             TENSORFLOW, "tf.function", "component", {"call": "function"}, TF_FUNCTION

@@ -180,9 +180,7 @@ def table(rows: Sequence[Row], task: str):
             continue
         if training:
             q1, q3 = (
-                r.quartiles()
-                if quartiles
-                else (r.per_unit().min(), r.per_unit().max())
+                r.quartiles() if quartiles else (r.per_unit().min(), r.per_unit().max())
             )
             time_cell = f"{_ms(r.median())} ({_ms(q1)}–{_ms(q3)})"
         else:

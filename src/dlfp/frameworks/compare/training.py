@@ -25,7 +25,6 @@ from .rows import (
     check_devices,
 )
 
-
 #: Where each framework documents the settings of its rows.
 TORCH_COMPILE = (
     "torch.compile: docs.pytorch.org/docs/stable/generated/torch.compile.html; "
@@ -135,9 +134,7 @@ def training_settings(plan: Plan = FULL) -> list[Setting]:
         )
     keras_rows = [
         _keras('fit, jit_compile="auto" (no XLA on a CPU)', "default", "", "auto", 1),
-        _keras(
-            "fit, op determinism on", "chapter", TF_DETERMINISM, "auto", 1, True
-        ),
+        _keras("fit, op determinism on", "chapter", TF_DETERMINISM, "auto", 1, True),
     ]
     if plan.components:
         keras_rows.append(
