@@ -110,7 +110,7 @@ def inference_settings(plan: Plan = FULL) -> list[Setting]:
             ),
             Setting(
                 PYTORCH,
-                "the same, autocast to bfloat16",
+                "torch.compile max-autotune, frozen, autocast to bfloat16",
                 "bfloat16",
                 {**frozen, "bfloat16": True},
                 f"{TORCH_MAX_AUTOTUNE}; {TORCH_BF16}",

@@ -38,7 +38,8 @@ class Plan:
     sizes used by ``benchmarks/cnn.py`` and by the verdict chapter."""
 
     train_steps: int | None = None  #: steps per timed block; None: one epoch
-    #: timed blocks per training configuration (10 rows: one full Williams design)
+    #: timed blocks per training configuration (FULL has 11 training rows, whose
+    #: Williams design has 22 orders: 10 rounds run part of it)
     train_rounds: int = 10
     train_warmup: int = 1  #: untimed blocks first (tracing, compiling)
     components: bool = True  #: also the rows that change one setting at a time
