@@ -28,6 +28,8 @@ QUICK = compare.Plan(
     infer_images=40,
     batch_rounds=3,
     single_rounds=3,
+    batch_calls=1,
+    single_calls=4,
     infer_warmup=1,
     onnx=False,
     pause=0.0,
@@ -272,6 +274,121 @@ def test_a_row_written_out_reads_back_the_same():
     assert back.as_dict() == row.as_dict() and back.setting == row.setting
 
 
+def test_latency_percentiles_are_over_every_single_call():
+    setting = compare.Setting("PyTorch", "x", "default")
+    row = compare.Row(
+        "inference, one image",
+        setting,
+        "cpu",
+        unit=1,
+        calls=4,
+        seconds=[4.0, 8.0, 40.0],  # rounds of 4 calls: means 1, 2 and 10
+        latencies=[1.0] * 4 + [2.0] * 4 + [1.0, 1.0, 1.0, 37.0],
+    )
+    assert list(row.per_unit()) == [1.0, 2.0, 10.0] and row.median() == 2.0
+    assert row.latency(50) == 1.0  # 7 of the 12 calls took 1 s
+    assert row.latency(90) == float(np.percentile(row.latencies, 90)) == 2.0
+    assert row.latency(100) == 37.0
+    back = compare.Row.from_dict(json.loads(json.dumps(row.as_dict())))
+    assert back.latencies == row.latencies and back.calls == 4
+    with pytest.raises(ValueError, match="no single calls"):
+        _row("PyTorch", "cpu").latency(90)
+
+
+def test_a_repeated_runner_times_each_call_and_feeds_the_row():
+    calls = []
+    rows = [_row("PyTorch", "cpu", seconds=(), task="inference, one image")]
+    rows[0].calls = 5
+    run = compare.harness.Repeated(calls.append, 5)
+    compare.harness._interleave(rows, [run], 3, 1, lambda r: r, 0.0)
+    assert calls == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5  # one warm-up round
+    row = rows[0]
+    assert len(row.seconds) == 3 and len(row.latencies) == 15
+    assert len(row.warmup_seconds) == 1  # the first call of the warm-up round
+    assert all(t >= 0 for t in row.latencies) and row.state is not None
+
+
+def test_a_rows_settings_hold_inside_its_clock_and_are_restored_after():
+    seen = []
+
+    class Runner:
+        @staticmethod
+        def settings():
+            return compare.training.torch_settings(True, flush_denormal=True)
+
+        def __call__(self, data):
+            seen.append(
+                (
+                    torch.are_deterministic_algorithms_enabled(),
+                    compare.machine_state._torch_flushes(),
+                )
+            )
+
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        compare.machine_state._torch_flushes(),
+    )
+    row = _row("PyTorch", "cpu", seconds=())
+    compare.harness._interleave([row], [Runner()], 2, 0, lambda r: r, 0.0)
+    assert seen == [(True, True), (True, True)]
+    assert row.state["torch_deterministic"] and row.state["torch_flush_denormal"]
+    after = (
+        torch.are_deterministic_algorithms_enabled(),
+        compare.machine_state._torch_flushes(),
+    )
+    assert after == before
+
+
+def test_tensorflows_op_determinism_can_be_read_and_turned_off(keras_cnn):
+    """TensorFlow 2.21 exports only enable_op_determinism: this pins the two functions
+    beside it that the experiment uses to read the flag and turn it off."""
+    machine = compare.machine_state
+    before = machine.tf_op_determinism()
+    try:
+        machine.set_tf_op_determinism(True)
+        assert machine.tf_op_determinism() is True
+        machine.set_tf_op_determinism(False)
+        assert machine.tf_op_determinism() is False
+    finally:
+        machine.set_tf_op_determinism(before)
+    state = machine.global_state()
+    assert {"tf_op_determinism", "tf_onednn", "tf_flush_denormal"} <= set(state)
+    assert {"torch_deterministic", "torch_flush_denormal", "torch_mkldnn"} <= set(state)
+
+
+def test_every_setting_names_its_source_and_the_best_are_as_documented():
+    for plan in (compare.PAGE, compare.FULL):
+        train = compare.training_settings(plan)
+        infer = compare.inference_settings(plan)
+        for s in train + infer:
+            if s.role in ("chapter", "component", "best", "bfloat16"):
+                assert s.source, s.label
+        labels = {(s.framework, s.label): s for s in train}
+        k = plan.steps_per_execution
+        spe = labels["TensorFlow", f"fit, {k} steps per execution"]
+        xla = labels["TensorFlow", f"fit, XLA, {k} steps per execution"]
+        assert spe.options["jit_compile"] == "auto" and spe.role == "best"
+        assert xla.options["jit_compile"] is True
+        (torch_best,) = [
+            s for s in train if s.framework == "PyTorch" and s.role == "best"
+        ]
+        assert torch_best.options["compile"] and torch_best.options["compile_step"]
+        (frozen,) = [s for s in infer if s.framework == "PyTorch" and s.role == "best"]
+        assert frozen.options["compile_options"]["freezing"] is True
+        assert frozen.options["compile_options"]["max_autotune"] is True
+        assert {s.framework for s in infer if s.role == "bfloat16"} == {
+            "PyTorch",
+            "TensorFlow",
+        }
+        # Williams designs: whole designs of the page's rows
+        n_train, n_infer = len(train), len(infer)
+        if plan is compare.PAGE:
+            orders = len(compare.williams(n_train))
+            assert plan.train_rounds % orders == 0, (n_train, plan.train_rounds)
+            orders = len(compare.williams(n_infer))
+            assert plan.batch_rounds % orders == 0 and plan.single_rounds % orders == 0
+
+
 def test_machine_names_the_processor_cores_and_versions():
     info = compare.machine()
     assert info["cpu"] and info["cores"] >= 1
@@ -466,9 +583,61 @@ def test_inference_rows_compute_the_same_logits(small_cnn_data, keras_cnn):
         assert row.available, (row.label, row.error)
         assert len(row.seconds) == 3 and len(row.warmup_seconds) == 1
         assert row.unit == (40 if row.task == "inference, batch" else 1)
-        assert row.max_logit_diff < 1e-4, row.label
+        assert len(row.latencies) == 3 * row.calls
+        assert row.latency(50) <= row.latency(90)
+        # Every single call is inside its round's clock.
+        assert sum(row.latencies) <= sum(row.seconds)
+        if row.setting.role == "bfloat16":  # 8 bits of mantissa: about 3 digits
+            assert row.max_logit_diff < 0.1 * max(1.0, row.max_logit_diff), row.label
+        else:
+            assert row.max_logit_diff < 1e-4, row.label
+            assert row.agreement == 1.0, row.label
     best = compare.fastest(rows, "TensorFlow", "inference, batch")
     assert best.framework == "TensorFlow" and best.setting.role != "onnx"
+    assert "90th percentile" in str(compare.table(rows, "inference, one image"))
+
+
+@pytest.mark.mnist
+def test_inference_rows_run_without_determinism_and_restore_the_process_state(
+    small_cnn_data, keras_cnn
+):
+    """Review §2.6: a chapter that trained its model on this run left determinism on
+    for the whole process; every inference row must run with it off, whatever ran
+    before, and leave the process as it found it."""
+    import keras
+
+    machine = compare.machine_state  # the module
+    torch.manual_seed(0)
+    settings = [
+        s
+        for s in compare.inference_settings(QUICK)
+        if s.role in ("default", "bfloat16") or s.label == "tf.function"
+    ]
+    before_torch = torch.are_deterministic_algorithms_enabled()
+    before_tf = machine.tf_op_determinism()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    machine.set_tf_op_determinism(True)
+    try:
+        rows = compare.run_inference(
+            torch_cnn.CNN(SMALL_CNN).eval(),
+            keras_cnn.build_model(SMALL_CNN),
+            small_cnn_data.test.images,
+            QUICK,
+            settings,
+        )
+        assert torch.are_deterministic_algorithms_enabled()  # restored
+        assert machine.tf_op_determinism()
+        assert keras.config.dtype_policy().name == "float32"  # bfloat16 stayed local
+    finally:
+        torch.use_deterministic_algorithms(before_torch)
+        machine.set_tf_op_determinism(before_tf)
+    for row in rows:
+        assert row.available, (row.label, row.error)
+        assert row.state["torch_deterministic"] is False, row.label
+        assert row.state["tf_op_determinism"] is False, row.label
+        assert row.state["torch_flush_denormal"] is False, row.label
+        assert row.state["keras_dtype_policy"] == "float32", row.label
+        assert json.dumps(row.as_dict())
 
 
 @pytest.mark.mnist
@@ -487,10 +656,15 @@ def test_every_setting_runs_or_says_why(small_cnn_data, keras_cnn):
     assert {r.setting.role for r in rows} >= {"default", "chapter", "best", "onnx"}
     for row in rows:
         assert row.available or row.error, row.label
-        if row.max_logit_diff is not None:
+        if row.max_logit_diff is not None and row.setting.role != "bfloat16":
             assert row.max_logit_diff < 1e-4, row.label
     for task in ("training", "inference, batch", "inference, one image"):
         assert "× fastest" in str(compare.table(rows, task))
+    # Freezing went to the best row's compilation only, not to the whole process.
+    import torch._inductor.config as inductor
+
+    assert inductor.freezing is False
+    assert all(r.state.get("inductor_freezing") is not True for r in rows)
 
 
 # --- The experiment trains what the chapters train ----------------------------------

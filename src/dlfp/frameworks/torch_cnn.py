@@ -30,6 +30,7 @@ __all__ = [
     "CNN",
     "device",
     "adamw",
+    "compiled_update",
     "train_epoch",
     "train",
     "evaluate",
@@ -117,12 +118,20 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray):
     return loss, float((logits.argmax(dim=1) == target).double().mean())
 
 
-def adamw(model: nn.Module, config: CNNConfig, total_steps: int):
+def adamw(
+    model: nn.Module, config: CNNConfig, total_steps: int, *, tensor_lr: bool = False
+):
     """The recipe's optimizer and schedule for ``model``: AdamW, whose rate at step t
-    is ``learning_rate(t, total_steps, config)``."""
+    is ``learning_rate(t, total_steps, config)``.
+
+    ``tensor_lr=True`` holds the rate in a tensor, which the schedule updates in place:
+    what a compiled optimizer step (:func:`compiled_update`) needs so that a new rate
+    does not recompile it (PyTorch's recipe "Running the compiled optimizer with an LR
+    scheduler", docs.pytorch.org/tutorials/recipes/compiling_optimizer_lr_scheduler).
+    """
     optimizer = torch.optim.AdamW(
         model.parameters(),
-        lr=config.lr,
+        lr=torch.tensor(config.lr) if tensor_lr else config.lr,
         betas=(0.9, 0.999),
         eps=1e-8,
         weight_decay=config.weight_decay,
@@ -131,6 +140,20 @@ def adamw(model: nn.Module, config: CNNConfig, total_steps: int):
         optimizer, lambda step: learning_rate(step, total_steps, config) / config.lr
     )
     return optimizer, schedule
+
+
+def compiled_update(optimizer: torch.optim.Optimizer):
+    """``optimizer.step`` compiled by ``torch.compile`` into fused kernels, as
+    PyTorch's recipe "Compiling the optimizer with torch.compile"
+    (docs.pytorch.org/tutorials/recipes/compiling_optimizer) does; with a schedule,
+    build the optimizer with :func:`adamw`'s ``tensor_lr=True``. Pass it to
+    :func:`train_epoch` as ``update``."""
+
+    @torch.compile(fullgraph=False)
+    def update():
+        optimizer.step()
+
+    return update
 
 
 def train_epoch(
@@ -144,14 +167,17 @@ def train_epoch(
     dev: torch.device,
     layout: torch.memory_format = torch.channels_last,
     forward=None,
+    update=None,
 ) -> tuple[float, float]:
     """One step per consecutive ``batch_size`` slice of (images, labels); return the
     mean loss and accuracy of the steps, taken in training mode before each update.
 
     ``forward`` computes the logits (default: ``model``; ``torch.compile(model)``
-    for one).
+    for one); ``update`` applies the gradients (default: ``optimizer.step``;
+    :func:`compiled_update` for a compiled one).
     """
     forward = model if forward is None else forward
+    update = optimizer.step if update is None else update
     model.train()
     seen, loss_sum, correct = 0, 0.0, 0
     for i in range(0, len(labels), batch_size):
@@ -161,7 +187,7 @@ def train_epoch(
         loss = nn.functional.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        update()
         schedule.step()
         seen += len(y)
         loss_sum += loss.item() * len(y)

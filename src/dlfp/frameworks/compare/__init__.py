@@ -22,9 +22,17 @@ book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
   NumPy array and stops with the logits as a NumPy array.
 * **Default and best, labelled.** Each framework runs in its default configuration, in
   the configuration its chapter trained with, and in the fastest configuration its
-  documentation recommends for a CPU; :func:`training_settings` and
+  documentation recommends for a CPU, each setting with the page of documentation
+  that recommends it (:attr:`Setting.source`); :func:`training_settings` and
   :func:`inference_settings` list them. A setting that does not work here is kept as an
   *unavailable* row with the reason, not dropped.
+* **Global state set per row, and recorded.** A row's process-wide settings
+  (determinism, subnormal flushing) are set around each of its clocks and restored
+  after it; inference rows run with both frameworks' determinism off, whatever ran
+  before. Every row records the state it ran under (:func:`global_state`).
+* **Many calls per inference round.** A round of an inference row makes several
+  consecutive calls, each timed (:class:`Repeated`); the table reports the median and
+  the 90th percentile of all of them.
 * **Speeds as ratios.** A row's time is compared with another row's measured in the same
   rounds: :func:`paired_ratio` divides them round by round, and :func:`speed_verdict`
   names the faster row only when a distribution-free interval for the median ratio
@@ -45,10 +53,19 @@ importable from here.
 
 from __future__ import annotations
 
+import importlib
+
 from .._spawn import WorkerError
-from .harness import idle_cpu, settle, williams
+from .harness import Repeated, idle_cpu, settle, williams
 from .inference import inference_settings, run_inference
-from .machine import machine, set_threads, threads
+from .machine import (
+    global_state,
+    machine,
+    set_tf_op_determinism,
+    set_threads,
+    tf_op_determinism,
+    threads,
+)
 from .processes import onednn, run_processes
 from .rows import (
     DLFP,
@@ -91,6 +108,9 @@ from .stats import (
 from .table import by_label, fastest, find, table, versus
 from .training import run_training, training_settings
 
+#: The module :mod:`.machine` (its name here is taken by :func:`machine`).
+machine_state = importlib.import_module(".machine", __name__)
+
 __all__ = [
     "FRAMEWORKS",
     "PYTORCH",
@@ -124,6 +144,11 @@ __all__ = [
     "idle_cpu",
     "settle",
     "williams",
+    "Repeated",
+    "global_state",
+    "machine_state",
+    "set_tf_op_determinism",
+    "tf_op_determinism",
     "EQUIVALENCE",
     "false_positive_rate",
     "independent",

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
-from .machine import _pools
+from .machine import _pools, global_state
 
 
 def _reason(error: BaseException) -> str:
@@ -118,6 +118,27 @@ def settle(limit: float, window: float = IDLE_WINDOW, quiet: float = QUIET):
             return burnt, now - start
 
 
+class Repeated:
+    """A runner of ``calls`` consecutive calls of ``call`` per round, each timed on its
+    own (in :attr:`times`): a round of one sub-millisecond call would time a thread
+    pool's wake-up and the clock's resolution more than the call, which is why
+    ``torch.utils.benchmark``'s ``blocked_autorange`` runs many calls per measurement.
+    ``settings`` (a context manager factory: the row's process-wide settings) is
+    passed on to :func:`_interleave`."""
+
+    def __init__(self, call: Callable, calls: int, settings=contextlib.nullcontext):
+        self.call, self.calls, self.settings = call, calls, settings
+        self.times: list[float] = []
+
+    def __call__(self, data) -> None:
+        times, clock = [], time.perf_counter
+        for _ in range(self.calls):
+            start = clock()
+            self.call(data)
+            times.append(clock() - start)
+        self.times = times
+
+
 def _interleave(rows, runners, rounds, warmup, data_for_round, pause, share=(0, 1)):
     """Run every available runner once per round, in the orders of :func:`williams`.
 
@@ -133,6 +154,13 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause, share=(0, 
     the threads a previous configuration left spinning are quiet, for at most ``pause``
     seconds (:func:`settle`), and records in the row's ``idle`` what the process burnt
     at the end of that wait, and in ``waited`` its length.
+
+    A runner's ``settings`` attribute, when it has one, is a context manager that
+    sets the row's process-wide settings (determinism, subnormals, ...) and restores
+    them afterwards: it is entered before the clock starts and left after it stops,
+    and the row records the state inside it (:func:`global_state`). A
+    :class:`Repeated` runner's single calls go to the row's ``latencies`` (timed
+    rounds) and its first call to ``warmup_seconds`` (warm-up rounds).
     """
     active = [i for i, row in enumerate(rows) if row.error is None]
     orders = williams(len(active))
@@ -145,20 +173,28 @@ def _interleave(rows, runners, rounds, warmup, data_for_round, pause, share=(0, 
             row = rows[i]
             if row.error is not None:
                 continue
-            idle, waited = settle(pause)
-            gc.disable()
+            run = runners[i]
+            settings = getattr(run, "settings", contextlib.nullcontext)
             try:
-                with _quiet():
-                    start = time.perf_counter()
-                    runners[i](data)
-                    elapsed = time.perf_counter() - start
+                with _quiet(), settings():
+                    idle, waited = settle(pause)
+                    gc.disable()
+                    try:
+                        start = time.perf_counter()
+                        run(data)
+                        elapsed = time.perf_counter() - start
+                    finally:
+                        gc.enable()
+                    row.state = global_state()
             except Exception as error:  # a setting that fails here: keep the reason
-                row.error, row.seconds = _reason(error), []
+                row.error, row.seconds, row.latencies = _reason(error), [], []
                 continue
-            finally:
-                gc.enable()
-            (row.warmup_seconds if r < warmup else row.seconds).append(elapsed)
-            if r >= warmup:
+            times = getattr(run, "times", None)
+            if r < warmup:
+                row.warmup_seconds.append(times[0] if times else elapsed)
+            else:
+                row.seconds.append(elapsed)
+                row.latencies.extend(times or [])
                 row.idle.append(idle)
                 row.waited.append(waited)
-            row.threads = {**_pools(), **getattr(runners[i], "threads", {})}
+            row.threads = {**_pools(), **getattr(run, "threads", {})}

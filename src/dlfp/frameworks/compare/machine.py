@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 from ...threads import available_cores, requested_threads, set_pools, thread_settings
@@ -64,3 +65,98 @@ def threads() -> int:
 def _pools() -> dict:
     """The pools' sizes, as recorded in every row."""
     return thread_settings(blas=False)
+
+
+#: A float32 subnormal (the smallest normal float32 is about 1.2e-38): an arithmetic
+#: operation on it returns 0 where the processor flushes subnormals to zero.
+SUBNORMAL = 1e-39
+
+
+def _torch_flushes() -> bool:
+    import torch
+
+    return float(torch.tensor(SUBNORMAL) * 1.0) == 0.0
+
+
+def _tf_flushes() -> bool:
+    import tensorflow as tf
+
+    return float(tf.constant(SUBNORMAL) * tf.constant(1.0)) == 0.0
+
+
+def tf_op_determinism() -> bool:
+    """Whether TensorFlow's op determinism is on.
+
+    TensorFlow 2.21 exports ``tf.config.experimental.enable_op_determinism`` only: no
+    getter and no way back (``tensorflow/_api/v2/config/experimental/__init__.py``).
+    The getter and :func:`set_tf_op_determinism`'s ``disable`` are the functions that
+    public one sits beside in ``tensorflow.python.framework.config``; a test pins that
+    they still exist and still toggle the flag."""
+    from tensorflow.python.framework import config
+
+    return bool(config.is_op_determinism_enabled())
+
+
+def set_tf_op_determinism(on: bool) -> None:
+    """Turn TensorFlow's op determinism on (the public
+    ``tf.config.experimental.enable_op_determinism``) or off (see
+    :func:`tf_op_determinism`)."""
+    import tensorflow as tf
+
+    if on:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
+
+
+def _tf_onednn() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels: the policy of
+    ``tensorflow/core/util/port.cc`` (``TF_ENABLE_ONEDNN_OPTS``, read once at import,
+    else on by default only on processors with AVX512-VNNI, AVX512-BF16, AMX and the
+    like). TensorFlow exports no getter; its test utilities read this one."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - another build of TensorFlow
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def global_state() -> dict:
+    """The process-wide settings that change what a clock measures, for every framework
+    already imported (nothing is imported here): every row records them, as they were
+    when its last round ran.
+
+    PyTorch: deterministic algorithms (and their warn-only mode), whether a float32
+    subnormal is flushed to zero (``torch.set_flush_denormal``, which has no getter:
+    probed by multiplying one), oneDNN (``torch.backends.mkldnn.enabled``), the float32
+    matmul precision, and Inductor's process-wide ``freezing`` flag (a row that
+    freezes passes it to its own compilation instead). TensorFlow: op determinism,
+    oneDNN, the same subnormal probe, and XLA's environment variables. Keras: the
+    global dtype policy.
+    """
+    state: dict = {}
+    for name in ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS"):
+        if os.environ.get(name):
+            state[name] = os.environ[name]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch_deterministic"] = torch.are_deterministic_algorithms_enabled()
+        state["torch_deterministic_warn_only"] = (
+            torch.is_deterministic_algorithms_warn_only_enabled()
+        )
+        state["torch_flush_denormal"] = _torch_flushes()
+        state["torch_mkldnn"] = bool(torch.backends.mkldnn.enabled)
+        state["torch_matmul_precision"] = torch.get_float32_matmul_precision()
+        inductor = sys.modules.get("torch._inductor.config")
+        if inductor is not None:
+            state["inductor_freezing"] = bool(inductor.freezing)
+    if sys.modules.get("tensorflow") is not None:
+        state["tf_op_determinism"] = tf_op_determinism()
+        state["tf_onednn"] = _tf_onednn()
+        state["tf_flush_denormal"] = _tf_flushes()
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "config"):
+        state["keras_dtype_policy"] = keras.config.dtype_policy().name
+    return state

@@ -70,9 +70,10 @@ def onednn(env: Mapping[str, str] | None = None) -> bool:
 
 def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
     """The rows of several processes (each a list of :meth:`Row.as_dict`) as one list:
-    each row's rounds, warm-ups, waits and process numbers concatenated in process
-    order. A row that failed in any process stays failed, with that process's reason.
-    """
+    each row's rounds, single calls, warm-ups, waits and process numbers concatenated
+    in process order; the largest logit difference and the lowest agreement of any
+    process; the first process's threads and state. A row that failed in any process
+    stays failed, with that process's reason."""
     merged = [Row.from_dict(d) for d in results[0]]
     for row in merged:
         row.process = [0] * len(row.seconds)
@@ -83,6 +84,7 @@ def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
             raise ValueError("the processes ran different rows; run them all again.")
         for row, other in zip(merged, rows, strict=True):
             row.seconds += other["seconds"]
+            row.latencies += other.get("latencies", [])
             row.warmup_seconds += other["warmup_seconds"]
             row.idle += other["idle"]
             row.waited += other["waited"]
@@ -90,6 +92,8 @@ def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
             row.error = row.error or other["error"]
             if row.max_logit_diff is not None and other.get("max_logit_diff"):
                 row.max_logit_diff = max(row.max_logit_diff, other["max_logit_diff"])
+            if row.agreement is not None and other.get("agreement") is not None:
+                row.agreement = min(row.agreement, other["agreement"])
     return merged
 
 

@@ -128,6 +128,7 @@ ROLES = {
     "chapter": "as in its chapter",
     "component": "one setting changed",
     "best": "best documented for a CPU",
+    "bfloat16": "best documented, in bfloat16",
     "onnx": "exported",
 }
 
@@ -151,15 +152,42 @@ def _threads_cell(row: Row) -> str:
 QUARTILE_ROUNDS = 8
 
 
+def _state_cell(row: Row) -> str:
+    """The process-wide settings a row ran under that differ from the plain float32
+    ones: determinism, subnormals flushed, oneDNN, XLA flags, a dtype policy."""
+    st, on = row.state, []
+    prefix = {PYTORCH: "torch", DLFP: None}.get(row.framework, "tf")
+    if prefix is None or not st:
+        return "—"
+    if st.get("torch_deterministic" if prefix == "torch" else "tf_op_determinism"):
+        on.append("deterministic")
+    if st.get(f"{prefix}_flush_denormal"):
+        on.append("FTZ")
+    if prefix == "tf":
+        on.append(f"oneDNN {'on' if st.get('tf_onednn') else 'off'}")
+        if st.get("XLA_FLAGS") or st.get("TF_XLA_FLAGS"):
+            on.append("XLA flags")
+    else:
+        if not st.get("torch_mkldnn", True):
+            on.append("oneDNN off")
+        if st.get("torch_matmul_precision", "highest") != "highest":
+            on.append(f"matmul {st['torch_matmul_precision']}")
+        if st.get("inductor_freezing"):
+            on.append("freezing (global)")
+    return ", ".join(on) or "—"
+
+
 def table(rows: Sequence[Row], task: str):
     """The rows of one task as a :class:`dlfp.report.Table`.
 
-    Columns: framework, configuration, device, threads (intra-op/inter-op), median time
-    per step or per call with its interquartile range (with fewer than
-    :data:`QUARTILE_ROUNDS` rounds, its range: quartiles of a handful of values would
-    only interpolate between them), the paired ratio to the
-    framework's default row and to the fastest row of the task, and the warm-up (first
-    block or call, compilation included) in units of a timed one.
+    Columns: framework, configuration, device, threads (intra-op/inter-op), the
+    process-wide state it ran under (:func:`_state_cell`), the time, the paired ratio
+    to the framework's default row and to the fastest row of the task, and the
+    warm-up (first block or call, compilation included) in units of a timed one.
+    Training's time is the median per step with its interquartile range (with fewer
+    than :data:`QUARTILE_ROUNDS` rounds, its range: quartiles of a handful of values
+    would only interpolate between them); inference's is the median and the 90th
+    percentile of every timed call (:meth:`Row.latency`).
     """
     from ...report import Table
 
@@ -167,7 +195,8 @@ def table(rows: Sequence[Row], task: str):
     available = [r for r in mine if r.available]
     best = min(available, key=Row.median) if available else None
     defaults = {r.framework: r for r in available if r.setting.role == "default"}
-    unit = "step" if task == "training" else "call"
+    training = task == "training"
+    unit = "step" if training else "call"
     quartiles = all(len(r.seconds) >= QUARTILE_ROUNDS for r in available)
     body = []
     for r in mine:
@@ -178,6 +207,7 @@ def table(rows: Sequence[Row], task: str):
                     f"{r.label} ({ROLES[r.setting.role]})",
                     r.device,
                     _threads_cell(r),
+                    _state_cell(r),
                     f"unavailable: {r.error}".replace("|", "/"),  # not a table rule
                     "—",
                     "—",
@@ -185,9 +215,13 @@ def table(rows: Sequence[Row], task: str):
                 ]
             )
             continue
-        q1, q3 = (
-            r.quartiles() if quartiles else (r.per_unit().min(), r.per_unit().max())
-        )
+        if training:
+            q1, q3 = (
+                r.quartiles() if quartiles else (r.per_unit().min(), r.per_unit().max())
+            )
+            time_cell = f"{_ms(r.median())} ({_ms(q1)}–{_ms(q3)})"
+        else:
+            time_cell = f"{_ms(r.latency(50))} / {_ms(r.latency(90))}"
         to_default = defaults.get(r.framework)
         body.append(
             [
@@ -195,19 +229,26 @@ def table(rows: Sequence[Row], task: str):
                 f"{r.label} ({ROLES[r.setting.role]})",
                 r.device,
                 _threads_cell(r),
-                f"{_ms(r.median())} ({_ms(q1)}–{_ms(q3)})",
+                _state_cell(r),
+                time_cell,
                 _ratio(paired_ratio(r, to_default)["median"]) if to_default else "—",
                 _ratio(paired_ratio(r, best)["median"]),
                 f"{r.warmup_ratio():.1f}" if r.warmup_seconds else "—",
             ]
         )
+    time_header = (
+        f"ms per step ({'IQR' if quartiles else 'range'})"
+        if training
+        else "ms per call: median / 90th percentile"
+    )
     return Table(
         [
             "framework",
             "configuration",
             "device",
             "threads",
-            f"ms per {unit} ({'IQR' if quartiles else 'range'})",
+            "process state",
+            time_header,
             "× default",
             "× fastest",
             f"first {'block' if unit == 'step' else 'call'}, × a timed one",

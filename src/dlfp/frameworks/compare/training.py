@@ -11,7 +11,7 @@ import numpy as np
 from ...recipes import Batches, CNNConfig, learning_rate
 from ...threads import limit_blas
 from .harness import _interleave, _quiet, _reason
-from .machine import _pools, threads
+from .machine import _pools, set_tf_op_determinism, tf_op_determinism, threads
 from .rows import (
     DLFP,
     FULL,
@@ -25,83 +25,127 @@ from .rows import (
     check_devices,
 )
 
+#: Where each framework documents the settings of its rows.
+TORCH_COMPILE = (
+    "torch.compile: docs.pytorch.org/docs/stable/generated/torch.compile.html; "
+    "channels-last on CPUs: the performance tuning guide, "
+    "docs.pytorch.org/tutorials/recipes/recipes/tuning_guide.html"
+)
+TORCH_OPTIMIZER = (
+    "compiled optimizer step: docs.pytorch.org/tutorials/recipes/compiling_optimizer"
+    ".html, with a schedule: .../recipes/compiling_optimizer_lr_scheduler.html (the "
+    "rate held in a tensor)"
+)
+TORCH_DETERMINISM = (
+    "torch.use_deterministic_algorithms: docs.pytorch.org/docs/stable/notes/"
+    "randomness.html"
+)
+KERAS_COMPILE = (
+    "Model.compile's jit_compile and steps_per_execution: keras.io/api/models/"
+    "model_training_apis (steps_per_execution 'can greatly improve performance on "
+    "TPUs or small models with a large Python overhead'); jit_compile='auto' turns "
+    "XLA off on a CPU (keras/src/trainers/trainer.py, _resolve_auto_jit_compile)"
+)
+TF_DETERMINISM = (
+    "tf.config.experimental.enable_op_determinism: tensorflow.org/api_docs/python/tf/"
+    "config/experimental/enable_op_determinism ('may run slower')"
+)
+
+
+def _torch(label, role, source, channels_last, compile_, deterministic, step=False):
+    return Setting(
+        PYTORCH,
+        label,
+        role,
+        {
+            "channels_last": channels_last,
+            "compile": compile_,
+            "compile_step": step,
+            "deterministic": deterministic,
+        },
+        source,
+    )
+
+
+def _keras(label, role, source, jit_compile, spe, deterministic=False):
+    return Setting(
+        TENSORFLOW,
+        label,
+        role,
+        {
+            "jit_compile": jit_compile,
+            "steps_per_execution": spe,
+            "deterministic": deterministic,
+        },
+        source,
+    )
+
 
 def training_settings(plan: Plan = FULL) -> list[Setting]:
-    """The training configurations, in the order of the table."""
+    """The training configurations, in the order of the table, each with the source
+    that documents it (:attr:`Setting.source`).
+
+    PyTorch's best: channels-last, the model compiled by ``torch.compile`` (forward
+    and, through AOTAutograd, backward) and the AdamW step compiled too
+    (:func:`dlfp.frameworks.torch_cnn.compiled_update`), as Keras compiles its
+    optimizer into its step; compiling the backward pass with the optimizer in one
+    graph (compiled autograd) is experimental in PyTorch 2.13, so it is not used.
+    TensorFlow's: several steps per execution without XLA, since Keras's own default
+    turns XLA off on a CPU; the same with XLA is a row too (both on the page).
+    """
     k = plan.steps_per_execution
     torch_rows = [
-        Setting(
-            PYTORCH,
-            "eager, NCHW",
-            "default",
-            {"channels_last": False, "compile": False, "deterministic": False},
-        ),
-        Setting(
-            PYTORCH,
+        _torch("eager, NCHW", "default", "", False, False, False),
+        _torch(
             "channels-last, deterministic algorithms",
             "chapter",
-            {"channels_last": True, "compile": False, "deterministic": True},
+            TORCH_DETERMINISM,
+            True,
+            False,
+            True,
         ),
     ]
     if plan.components:
         torch_rows.append(
-            Setting(
-                PYTORCH,
-                "channels-last",
-                "component",
-                {"channels_last": True, "compile": False, "deterministic": False},
-            )
+            _torch("channels-last", "component", TORCH_COMPILE, True, False, False)
         )
     if plan.torch_compile:
+        if plan.components:
+            torch_rows.append(
+                _torch(
+                    "channels-last, torch.compile (model only)",
+                    "component",
+                    TORCH_COMPILE,
+                    True,
+                    True,
+                    False,
+                )
+            )
         torch_rows.append(
-            Setting(
-                PYTORCH,
-                "channels-last, torch.compile",
+            _torch(
+                "channels-last, torch.compile, compiled AdamW step",
                 "best",
-                {"channels_last": True, "compile": True, "deterministic": False},
+                f"{TORCH_COMPILE}; {TORCH_OPTIMIZER}",
+                True,
+                True,
+                False,
+                step=True,
             )
         )
     keras_rows = [
-        Setting(
-            TENSORFLOW,
-            'fit, jit_compile="auto" (no XLA on a CPU)',
-            "default",
-            {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": False},
-        ),
-        Setting(
-            TENSORFLOW,
-            "fit, op determinism on",
-            "chapter",
-            {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True},
-        ),
+        _keras('fit, jit_compile="auto" (no XLA on a CPU)', "default", "", "auto", 1),
+        _keras("fit, op determinism on", "chapter", TF_DETERMINISM, "auto", 1, True),
     ]
     if plan.components:
-        keras_rows += [
-            Setting(
-                TENSORFLOW,
-                "fit, XLA (jit_compile=True)",
-                "component",
-                {"jit_compile": True, "steps_per_execution": 1, "deterministic": False},
-            ),
-            Setting(
-                TENSORFLOW,
-                f"fit, {k} steps per execution",
-                "component",
-                {
-                    "jit_compile": "auto",
-                    "steps_per_execution": k,
-                    "deterministic": False,
-                },
-            ),
-        ]
-    keras_rows.append(
-        Setting(
-            TENSORFLOW,
-            f"fit, XLA, {k} steps per execution",
-            "best",
-            {"jit_compile": True, "steps_per_execution": k, "deterministic": False},
+        keras_rows.append(
+            _keras("fit, XLA (jit_compile=True)", "component", KERAS_COMPILE, True, 1)
         )
-    )
+    keras_rows += [
+        _keras(f"fit, {k} steps per execution", "best", KERAS_COMPILE, "auto", k),
+        _keras(
+            f"fit, XLA, {k} steps per execution", "component", KERAS_COMPILE, True, k
+        ),
+    ]
     dlfp_rows = []
     if plan.dlfp:
         dlfp_rows.append(Setting(DLFP, "NumPy and its BLAS, float32", "default", {}))
@@ -109,34 +153,38 @@ def training_settings(plan: Plan = FULL) -> list[Setting]:
 
 
 @contextlib.contextmanager
-def _torch_determinism(on: bool):
+def torch_settings(deterministic: bool, flush_denormal: bool = False):
+    """PyTorch's deterministic algorithms (warn-only, as in
+    :func:`dlfp.frameworks.torch_cnn.train`) and subnormal flushing set for a block,
+    and restored afterwards."""
     import torch
+
+    from .machine import _torch_flushes
 
     before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
+        _torch_flushes(),
     )
-    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.set_flush_denormal(flush_denormal)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.set_flush_denormal(before[2])
 
 
 @contextlib.contextmanager
-def _tf_determinism(on: bool):
-    # tf.config.experimental has enable_op_determinism only; this module holds both.
-    from tensorflow.python.framework import config as tf_config
-
-    before = tf_config.is_op_determinism_enabled()
-    (tf_config.enable_op_determinism if on else tf_config.disable_op_determinism)()
+def tf_settings(deterministic: bool):
+    """TensorFlow's op determinism set for a block, and restored afterwards
+    (:func:`dlfp.frameworks.compare.machine.set_tf_op_determinism`)."""
+    before = tf_op_determinism()
+    set_tf_op_determinism(deterministic)
     try:
         yield
     finally:
-        if before:
-            tf_config.enable_op_determinism()
-        else:
-            tf_config.disable_op_determinism()
+        set_tf_op_determinism(before)
 
 
 class _TorchTrainer:
@@ -156,27 +204,34 @@ class _TorchTrainer:
         )
         torch.manual_seed(config.seed)
         self.model = torch_cnn.CNN(config).to(self.dev, memory_format=self.layout)
-        self.optimizer, self.schedule = torch_cnn.adamw(self.model, config, total_steps)
+        step = options.get("compile_step", False)
+        self.optimizer, self.schedule = torch_cnn.adamw(
+            self.model, config, total_steps, tensor_lr=step
+        )
         self.forward = torch.compile(self.model) if options["compile"] else self.model
+        self.update = torch_cnn.compiled_update(self.optimizer) if step else None
+
+    def settings(self):
+        return torch_settings(self.options["deterministic"])
 
     def __call__(self, block: tuple[np.ndarray, np.ndarray]) -> None:
         import torch
 
         from ..torch_cnn import train_epoch
 
-        with _torch_determinism(self.options["deterministic"]):
-            loss, accuracy = train_epoch(
-                self.model,
-                self.optimizer,
-                self.schedule,
-                *block,
-                self.batch_size,
-                dev=self.dev,
-                layout=self.layout,
-                forward=self.forward,
-            )
-            if self.dev.type == "cuda":
-                torch.cuda.synchronize()
+        loss, accuracy = train_epoch(
+            self.model,
+            self.optimizer,
+            self.schedule,
+            *block,
+            self.batch_size,
+            dev=self.dev,
+            layout=self.layout,
+            forward=self.forward,
+            update=self.update,
+        )
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
         self.metrics = {"loss": loss, "accuracy": accuracy}
 
 
@@ -189,10 +244,7 @@ class _KerasTrainer:
 
         self.options, self.batch_size = options, config.batch_size
         self.device = f"/{device.upper()}:0"
-        with (
-            _tf_determinism(options["deterministic"]),
-            keras_cnn.tf.device(self.device),
-        ):
+        with tf_settings(options["deterministic"]), keras_cnn.tf.device(self.device):
             self.model = keras_cnn.compiled(
                 config,
                 total_steps,
@@ -202,11 +254,14 @@ class _KerasTrainer:
         if options["jit_compile"] is True and not self.model.jit_compile:
             raise RuntimeError("Keras turned jit_compile=True off for this model.")
 
+    def settings(self):
+        return tf_settings(self.options["deterministic"])
+
     def __call__(self, block: tuple[np.ndarray, np.ndarray]) -> None:
         from ..keras_cnn import tf
 
         images, labels = block
-        with _tf_determinism(self.options["deterministic"]), tf.device(self.device):
+        with tf.device(self.device):
             fitted = self.model.fit(
                 images[..., None],
                 labels,
