@@ -61,12 +61,13 @@ from .inference import inference_settings, run_inference
 from .machine import (
     global_state,
     machine,
+    onednn,
     set_tf_op_determinism,
     set_threads,
     tf_op_determinism,
     threads,
 )
-from .processes import onednn, run_processes
+from .processes import run_processes
 from .rows import (
     DLFP,
     FRAMEWORKS,

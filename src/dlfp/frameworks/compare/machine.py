@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ...threads import available_cores, requested_threads, set_pools, thread_settings
@@ -111,16 +112,41 @@ def set_tf_op_determinism(on: bool) -> None:
         config.disable_op_determinism()
 
 
-def _tf_onednn() -> bool | None:
-    """Whether TensorFlow runs its oneDNN kernels: the policy of
-    ``tensorflow/core/util/port.cc`` (``TF_ENABLE_ONEDNN_OPTS``, read once at import,
-    else on by default only on processors with AVX512-VNNI, AVX512-BF16, AMX and the
-    like). TensorFlow exports no getter; its test utilities read this one."""
+#: The processor features with which TensorFlow's Linux x86 packages turn oneDNN's
+#: optimisations on by default (TensorFlow 2.9 release notes: "CPUs with
+#: neural-network-focused hardware features such as AVX512_VNNI, AVX512_BF16, AMX, and
+#: others"), as Linux's /proc/cpuinfo names them.
+ONEDNN_FEATURES = (
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags, from /proc/cpuinfo (empty where there is none)."""
     try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # pragma: no cover - another build of TensorFlow
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def onednn(env: Mapping[str, str] | None = None) -> bool:
+    """Whether TensorFlow's oneDNN optimisations are on in a process started with
+    ``env`` (default: this one's): ``TF_ENABLE_ONEDNN_OPTS`` when it is set ("0" or
+    "false" turns them off, anything else on), else on when the processor has one of
+    :data:`ONEDNN_FEATURES` (the packages' documented default on Linux x86)."""
+    value = (os.environ if env is None else env).get("TF_ENABLE_ONEDNN_OPTS")
+    if value is not None:
+        return value.strip().lower() not in ("0", "false")
+    return bool(cpu_flags() & set(ONEDNN_FEATURES))
 
 
 def global_state() -> dict:
@@ -154,7 +180,7 @@ def global_state() -> dict:
             state["inductor_freezing"] = bool(inductor.freezing)
     if sys.modules.get("tensorflow") is not None:
         state["tf_op_determinism"] = tf_op_determinism()
-        state["tf_onednn"] = _tf_onednn()
+        state["tf_onednn"] = onednn()
         state["tf_flush_denormal"] = _tf_flushes()
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "config"):

@@ -14,14 +14,14 @@ Some settings are read once, when a library loads: TensorFlow reads
 with the environment variable set, each with the rows it concerns and a reference row
 (PyTorch's default) timed in the same rounds: within a process the paired ratio to the
 reference is clean, and the reference carries the comparison across processes.
-:func:`onednn` says what TensorFlow does in a process with a given environment.
+:func:`~.machine.onednn` says what TensorFlow does in a process with a given
+environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,42 +30,6 @@ from pathlib import Path
 from .. import _spawn as spawn
 from .machine import threads
 from .rows import Plan, Row
-
-#: The processor features with which TensorFlow's Linux x86 packages turn oneDNN's
-#: optimisations on by default (TensorFlow 2.9 release notes: "CPUs with
-#: neural-network-focused hardware features such as AVX512_VNNI, AVX512_BF16, AMX, and
-#: others"), as Linux's /proc/cpuinfo names them.
-ONEDNN_FEATURES = (
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
-
-
-def cpu_flags() -> set[str]:
-    """The processor's feature flags, from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def onednn(env: Mapping[str, str] | None = None) -> bool:
-    """Whether TensorFlow's oneDNN optimisations are on in a process started with
-    ``env`` (default: this one's): ``TF_ENABLE_ONEDNN_OPTS`` when it is set ("0" or
-    "false" turns them off, anything else on), else on when the processor has one of
-    :data:`ONEDNN_FEATURES` (the packages' documented default on Linux x86)."""
-    value = (os.environ if env is None else env).get("TF_ENABLE_ONEDNN_OPTS")
-    if value is not None:
-        return value.strip().lower() not in ("0", "false")
-    return bool(cpu_flags() & set(ONEDNN_FEATURES))
 
 
 def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
