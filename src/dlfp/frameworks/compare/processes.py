@@ -47,6 +47,11 @@ def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
         ]:
             raise ValueError("the processes ran different rows; run them all again.")
         for row, other in zip(merged, rows, strict=True):
+            if other.get("calls", 1) != row.calls:
+                raise ValueError(
+                    f"{row.label!r} made {row.calls} and {other.get('calls', 1)} calls "
+                    "per round in two processes; run them all with one plan."
+                )
             row.seconds += other["seconds"]
             row.latencies += other.get("latencies", [])
             row.warmup_seconds += other["warmup_seconds"]

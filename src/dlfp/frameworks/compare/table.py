@@ -26,19 +26,24 @@ def selection_rounds(row: Row) -> tuple[list[int], list[int]]:
     return first, [i for i in range(n) if i not in set(first)]
 
 
-def fastest(rows: Sequence[Row], framework: str, task: str, *, onnx=False) -> Row:
+def fastest(
+    rows: Sequence[Row], framework: str, task: str, *, onnx=False, bfloat16=False
+) -> Row:
     """The available row of ``framework`` and ``task`` with the lowest median time on
     the selection rounds (:func:`selection_rounds`), as a copy whose comparisons
     (:func:`~.stats.paired_ratio`, :func:`~.stats.speed_verdict`) use only the other
-    rounds; ONNX Runtime rows count only with ``onnx=True`` (they are not the
-    framework)."""
+    rounds. ONNX Runtime rows count only with ``onnx=True`` (they are not the
+    framework), bfloat16 rows only with ``bfloat16=True`` (they compute other numbers
+    than the float32 rows)."""
+    skip = {"onnx"} - ({"onnx"} if onnx else set())
+    skip |= set() if bfloat16 else {"bfloat16"}
     candidates = [
         r
         for r in rows
         if r.framework == framework
         and r.task == task
         and r.available
-        and (onnx or r.setting.role != "onnx")
+        and r.setting.role not in skip
     ]
     if not candidates:
         raise ValueError(f"no available {task} row for {framework}")
