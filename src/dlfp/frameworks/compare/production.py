@@ -392,7 +392,8 @@ def cold_starts(
 
     Returns, by job label, one dict per repeat: ``wall`` (seconds from the spawn to the
     first prediction, as this process saw it), the child's own ``import``, ``load`` and
-    ``predict`` seconds, and its peak resident memory in MiB after importing the runtime
+    ``predict`` seconds, the ``frameworks`` (PyTorch, TensorFlow) it had imported by
+    then, and its peak resident memory in MiB after importing the runtime
     (``rss_import``), after the first prediction (``rss_first``) and after the batch
     (``rss_batch``).
     """
@@ -503,6 +504,7 @@ def _infer(runtime: str, path: str, images_path: str, layout: str) -> None:
             "load": t2 - t1,
             "predict": t3 - t2,
             "classes": int(np.asarray(logits).shape[-1]),
+            "frameworks": [m for m in ("torch", "tensorflow") if m in sys.modules],
             "rss_import": rss_import,
             "rss_first": peak_rss_mib(),
         }
