@@ -47,8 +47,10 @@ One concept per module: :mod:`.rows` (the plan, the settings and the rows of
 measurements), :mod:`.machine` (the processor and the thread pools), :mod:`.harness`
 (the interleaved rounds), :mod:`.training` and :mod:`.inference` (the two halves of the
 experiment), :mod:`.stats` (McNemar's test, the seed runs, paired ratios and the speed
-verdict) and :mod:`.table` (reading the rows). The names listed in ``__all__`` are
-importable from here.
+verdict), :mod:`.table` (reading the rows) and :mod:`.production` (the models outside
+their training code: sizes, export round trips, cold starts and peak memory in fresh
+processes; imported as ``compare.production``, since its fresh processes run it as
+``python -m``). The names listed in ``__all__`` are importable from here.
 """
 
 from __future__ import annotations
