@@ -34,7 +34,8 @@ def main(argv=None) -> None:
         set_threads,
         training_settings,
     )
-    from .processes import kept, onednn
+    from .machine import onednn
+    from .processes import kept
 
     set_threads()
     plan = Plan(**json.loads(args.plan))
