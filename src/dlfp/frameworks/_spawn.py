@@ -23,16 +23,18 @@ class WorkerError(RuntimeError):
     """A worker process failed or did not finish in time; the others were stopped."""
 
 
-def worker_env(threads: int, **extra: str) -> dict:
-    """A worker's environment: this dlfp first on the path, ``threads`` threads in
-    every maths library (``DLFP_THREADS``, ``OMP_NUM_THREADS``), TensorFlow's C++ log
-    quiet, and ``extra`` variables."""
+def worker_env(threads: int | None, **extra: str) -> dict:
+    """A worker's environment: this dlfp first on the path (so that it runs the same
+    code as its caller, installed or not), ``threads`` threads in every maths library
+    (``DLFP_THREADS``, ``OMP_NUM_THREADS``; None leaves them as they are), TensorFlow's
+    C++ log quiet, and ``extra`` variables."""
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[2])  # the folder holding dlfp
     env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep
     )
-    env["DLFP_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    if threads is not None:
+        env["DLFP_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.update(extra)
     return env

@@ -314,17 +314,11 @@ class Job:
 
 
 def _child_env(threads: int | None) -> dict:
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # as dlfp.frameworks._quiet sets it
-    env["PYTHONWARNINGS"] = "ignore"
-    # The child imports the same dlfp as this process, installed or not.
-    source = str(Path(__file__).resolve().parents[3])
-    env["PYTHONPATH"] = os.pathsep.join(
-        [source, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    )
-    if threads is not None:
-        env["DLFP_THREADS"] = str(threads)  # the page's thread count, in every pool
-    return env
+    """The children's environment: :func:`dlfp.frameworks._spawn.worker_env`, with
+    Python's warnings off (a child prints only its JSON results)."""
+    from .._spawn import worker_env
+
+    return worker_env(threads, PYTHONWARNINGS="ignore")
 
 
 def _spawn(args: Sequence[str], threads: int | None, timeout: float, lines: int):
