@@ -398,7 +398,18 @@ def speed_verdict(
     d = np.log(_paired(a, b))
     ci = median_ci(d, alpha)
     ratio = math.exp(float(np.median(d)))
-    low, high = math.exp(ci["low"]), math.exp(ci["high"])
+    return {
+        **_outcome(ratio, math.exp(ci["low"]), math.exp(ci["high"]), margin),
+        "coverage": ci["coverage"],
+        "rounds": len(d),
+        "p": sign_test_p(d),
+        "alpha": alpha,
+    }
+
+
+def _outcome(ratio: float, low: float, high: float, margin: float) -> dict:
+    """The four outcomes of a ratio of times with its interval ``[low, high]``, and
+    the factor of the faster row (at least 1) with its interval."""
     if high < 1:
         outcome, faster = "faster", 0
     elif low > 1:
@@ -414,14 +425,10 @@ def speed_verdict(
         "ratio": ratio,
         "low": low,
         "high": high,
-        "coverage": ci["coverage"],
-        "rounds": len(d),
         "margin": margin,
         "factor": ratio if flip else 1 / ratio,
         "factor_low": low if flip else 1 / high,
         "factor_high": high if flip else (1 / low if low > 0 else math.inf),
-        "p": sign_test_p(d),
-        "alpha": alpha,
     }
 
 
@@ -534,25 +541,8 @@ def across_processes(
     x, y = np.log(_paired(a, ref_a)), np.log(_paired(b, ref_b))
     ci = shift_ci(x, y)
     ratio, low, high = (math.exp(ci[k]) for k in ("shift", "low", "high"))
-    if high < 1:
-        outcome, faster = "faster", 0
-    elif low > 1:
-        outcome, faster = "slower", 1
-    elif 1 / margin < low and high < margin:
-        outcome, faster = "equivalent", None
-    else:
-        outcome, faster = "inconclusive", None
-    flip = ratio > 1
     return {
-        "outcome": outcome,
-        "faster": faster,
-        "ratio": ratio,
-        "low": low,
-        "high": high,
+        **_outcome(ratio, low, high, margin),
         "rounds": (len(x), len(y)),
-        "margin": margin,
         "alpha": 0.05,
-        "factor": ratio if flip else 1 / ratio,
-        "factor_low": low if flip else 1 / high,
-        "factor_high": high if flip else (1 / low if low > 0 else math.inf),
     }
