@@ -127,25 +127,34 @@ def per_process(rows) -> dict:
     return out
 
 
-def flipped_onednn(plan, processes: int) -> dict:
+def flipped_onednn(plan, processes: int, rows) -> dict:
     """TensorFlow's default and best rows with oneDNN's optimisations switched the
     other way (``TF_ENABLE_ONEDNN_OPTS``, read at import: fresh processes), each paired
-    with PyTorch's default row timed in the same rounds."""
-    on = compare.onednn()
-    rows = compare.run_processes(
+    with PyTorch's default row timed in the same rounds; and oneDNN on against off for
+    each, through that reference (:func:`dlfp.frameworks.compare.across_processes`)."""
+    here = compare.onednn()
+    flipped = compare.run_processes(
         plan,
         processes,
         keep=["PyTorch:default", "TensorFlow:default", "TensorFlow:best"],
-        env={"TF_ENABLE_ONEDNN_OPTS": "0" if on else "1"},
+        env={"TF_ENABLE_ONEDNN_OPTS": "0" if here else "1"},
     )
-    out = {"onednn": not on, "rows": [r.as_dict() for r in rows], "over_torch": {}}
+    out = {"onednn_here": here, "rows": [r.as_dict() for r in flipped], "on_over_off": {}}
     for task in TASKS:
-        torch_default = compare.find(rows, compare.PYTORCH, task, "default")
+        refs = {
+            here: compare.find(rows, compare.PYTORCH, task, "default"),
+            not here: compare.find(flipped, compare.PYTORCH, task, "default"),
+        }
         for role in ("default", "best"):
-            row = compare.find(rows, compare.TENSORFLOW, task, role, None)
-            if row is not None and row.available:
-                out["over_torch"][f"{task}: {row.label}"] = compare.speed_verdict(
-                    row, torch_default
+            tf_rows = {
+                here: compare.find(rows, compare.TENSORFLOW, task, role, None),
+                not here: compare.find(flipped, compare.TENSORFLOW, task, role, None),
+            }
+            if all(r is not None and r.available for r in tf_rows.values()):
+                out["on_over_off"][f"{task}: {tf_rows[True].label}"] = (
+                    compare.across_processes(
+                        tf_rows[True], refs[True], tf_rows[False], refs[False]
+                    )
                 )
     return out
 
@@ -248,7 +257,7 @@ def main() -> None:
         **dlfp_speed(rows, config, data),
     }
     if args.onednn:
-        result["onednn_flipped"] = flipped_onednn(plan, args.processes)
+        result["onednn_flipped"] = flipped_onednn(plan, args.processes, rows)
     text = json.dumps(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
