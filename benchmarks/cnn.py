@@ -139,7 +139,8 @@ def flipped_onednn(plan, processes: int, rows) -> dict:
         keep=["PyTorch:default", "TensorFlow:default", "TensorFlow:best"],
         env={"TF_ENABLE_ONEDNN_OPTS": "0" if here else "1"},
     )
-    out = {"onednn_here": here, "rows": [r.as_dict() for r in flipped], "on_over_off": {}}
+    out: dict = {"onednn_here": here, "on_over_off": {}}
+    out["rows"] = [r.as_dict() for r in flipped]
     for task in TASKS:
         refs = {
             here: compare.find(rows, compare.PYTORCH, task, "default"),
