@@ -17,7 +17,10 @@ between two runs of a program. Each row's median per process is kept under
 ``"medians_per_process"``: where the processes disagree more than their rounds do, the
 pooled interval (which treats all rounds alike) is too narrow. ``--onednn`` also times
 TensorFlow with oneDNN's optimisations switched the other way, in as many processes
-again, each row paired with PyTorch's default in its own rounds.
+again, each row paired with PyTorch's default in its own rounds. TensorFlow's row with
+op determinism (as its chapter trains) always runs in processes of its own, which turn
+it on from the start (TensorFlow cannot turn it off), timed the same way
+(``"tf_op_determinism"``).
 
 Absolute times depend on the machine and on its load: read the ratios, which compare
 rows measured in the same rounds. ``--page`` runs the reduced form the verdict chapter
@@ -160,6 +163,31 @@ def flipped_onednn(plan, processes: int, rows) -> dict:
     return out
 
 
+def deterministic_tf(plan, processes: int, rows) -> dict:
+    """TensorFlow's chapter row, op determinism on, in processes of its own (TensorFlow
+    cannot turn it off again), paired with PyTorch's default in their rounds; and
+    against TensorFlow's default through that reference
+    (:func:`dlfp.frameworks.compare.across_processes`)."""
+    det = compare.run_processes(
+        plan,
+        processes,
+        tasks=["training"],
+        keep=["PyTorch:default", "TensorFlow:chapter"],
+        op_determinism=True,
+    )
+    t, k, task = compare.PYTORCH, compare.TENSORFLOW, "training"
+    chapter = compare.find(det, k, task, "chapter")
+    out: dict = {"rows": [r.as_dict() for r in det], "chapter_over_default": None}
+    if chapter.available:
+        out["chapter_over_default"] = compare.across_processes(
+            chapter,
+            compare.find(det, t, task, "default"),
+            compare.find(rows, k, task, "default"),
+            compare.find(rows, t, task, "default"),
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -213,6 +241,8 @@ def main() -> None:
     data = load_mnist_for(config)
     if args.processes > 1 and args.untrained:
         sys.exit("--processes uses the kept models: leave out --untrained.")
+    if not args.untrained:  # in a process of its own: Keras's turns determinism on
+        compare.processes.train_missing()
     if args.processes > 1:
         rows = compare.run_processes(plan, args.processes)
     else:
@@ -232,7 +262,7 @@ def main() -> None:
             torch_cnn.CNN(config).eval(),
             keras_cnn.build_model(config),
         )
-    else:  # the chapters' models: loaded, or trained now (minutes)
+    else:  # the chapters' models, kept (trained above where they were not)
         from dlfp.artifacts import trained
         from dlfp.recipes import recipe
 
@@ -257,6 +287,7 @@ def main() -> None:
         "rows": [r.as_dict() for r in rows],
         **dlfp_speed(rows, config, data),
     }
+    result["tf_op_determinism"] = deterministic_tf(plan, args.processes, rows)
     if args.onednn:
         result["onednn_flipped"] = flipped_onednn(plan, args.processes, rows)
     text = json.dumps(result)

@@ -7,11 +7,16 @@ builds the book and then runs them with the option set.
 Tests marked ``mnist`` read the real MNIST files from :func:`dlfp.data.data_dir`
 (``$DLFP_DATA_DIR``); where the files are absent they skip and say so, or fail when
 ``DLFP_REQUIRE_MNIST=1`` (CI sets it, so that no test there skips for want of data).
+
+Tests marked ``tf_determinism`` turn TensorFlow's op determinism on (training the Keras
+network does), which no public function turns off: they run after every other test,
+and a test without the mark that turns it on fails, saying so.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +109,28 @@ def pytest_runtest_setup(item):
     if os.environ.get("DLFP_REQUIRE_MNIST") == "1":
         pytest.fail(f"DLFP_REQUIRE_MNIST=1, but this test {why}", pytrace=False)
     pytest.skip(why)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that turn TensorFlow's op determinism on run last (stable order)."""
+    items.sort(key=lambda item: item.get_closest_marker("tf_determinism") is not None)
+
+
+def _tf_op_determinism() -> bool:
+    keras_cnn = sys.modules.get("dlfp.frameworks.keras_cnn")
+    return bool(getattr(keras_cnn, "OP_DETERMINISM", False))
+
+
+@pytest.fixture(autouse=True)
+def _tf_op_determinism_stays_off(request):
+    """A test without the ``tf_determinism`` mark must leave TensorFlow's op
+    determinism as it found it: the tests after it need it off."""
+    before = _tf_op_determinism()
+    yield
+    if not before and _tf_op_determinism():
+        if request.node.get_closest_marker("tf_determinism") is None:
+            pytest.fail(
+                "this test turned TensorFlow's op determinism on, which nothing turns "
+                "off: mark it @pytest.mark.tf_determinism so that it runs last.",
+                pytrace=False,
+            )

@@ -339,21 +339,133 @@ def test_a_rows_settings_hold_inside_its_clock_and_are_restored_after():
     assert after == before
 
 
-def test_tensorflows_op_determinism_can_be_read_and_turned_off(keras_cnn):
-    """TensorFlow 2.21 exports only enable_op_determinism: this pins the two functions
-    beside it that the experiment uses to read the flag and turn it off."""
-    machine = compare.machine_state
-    before = machine.tf_op_determinism()
-    try:
-        machine.set_tf_op_determinism(True)
-        assert machine.tf_op_determinism() is True
-        machine.set_tf_op_determinism(False)
-        assert machine.tf_op_determinism() is False
-    finally:
-        machine.set_tf_op_determinism(before)
-    state = machine.global_state()
-    assert {"tf_op_determinism", "tf_onednn", "tf_flush_denormal"} <= set(state)
-    assert {"torch_deterministic", "torch_flush_denormal", "torch_mkldnn"} <= set(state)
+#: Run in a fresh process (TensorFlow's op determinism, once on, stays on): what the
+#: library reads of it, what TensorFlow's private getter says (the truth, read here in
+#: a test only), and what the rows do with it.
+DETERMINISM_PROBE = """
+import json, sys
+import numpy as np
+import torch
+from dlfp.frameworks import keras_cnn, torch_cnn
+from dlfp.frameworks import compare
+from dlfp.frameworks.compare.training import tf_settings
+from dlfp.recipes import CNNConfig
+from tensorflow.python.framework import config as private
+
+small = CNNConfig(channels=(4, 8), hidden=16)
+plan = compare.Plan(infer_images=8, batch_rounds=2, single_rounds=2, batch_calls=1,
+                    single_calls=2, infer_warmup=0, onnx=False, torch_compile=False,
+                    components=False, pause=0.0)
+images = np.zeros((8, 28, 28), np.float32)
+def rows(settings):
+    return compare.run_inference(torch_cnn.CNN(small).eval(),
+                                 keras_cnn.build_model(small), images, plan, settings)
+out = {"start": [compare.machine_state.tf_op_determinism(),
+                 private.is_op_determinism_enabled()]}
+if out["start"][0]:  # on from the start (TF_DETERMINISTIC_OPS)
+    print(json.dumps(out))
+    sys.exit()
+defaults = [s for s in compare.inference_settings(plan) if s.role == "default"]
+out["off"] = [r.state["tf_op_determinism"] for r in rows(defaults) if r.available]
+with tf_settings(True):
+    pass
+out["on"] = [compare.machine_state.tf_op_determinism(),
+             private.is_op_determinism_enabled()]
+try:
+    with tf_settings(False):
+        pass
+except compare.DeterminismError as error:
+    out["tf_settings(False)"] = str(error)
+try:
+    rows(defaults)
+except compare.DeterminismError as error:
+    out["run_inference"] = str(error)
+torch_only = [s for s in defaults if s.framework == "PyTorch"]
+out["torch rows"] = [r.state["tf_op_determinism"] for r in rows(torch_only)]
+print(json.dumps(out))
+"""
+
+
+def _probe(env_extra: dict) -> dict:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_DETERMINISTIC_OPS"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", **env_extra)
+    done = subprocess.run(
+        [sys.executable, "-c", DETERMINISM_PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_tensorflows_op_determinism_is_read_without_its_private_api(keras_cnn):
+    """TensorFlow 2.21 exports enable_op_determinism only: the library records what it
+    turned on and reads TF_DETERMINISTIC_OPS, and agrees with TensorFlow's own private
+    getter; rows that need it off refuse to run where it is on (no way back)."""
+    out = _probe({})
+    assert out["start"] == [False, False]
+    assert out["off"] == [False] * 4  # both default rows ran, off (batch, one image)
+    assert out["on"] == [True, True]
+    for key in ("tf_settings(False)", "run_inference"):
+        assert "cannot turn it off" in out[key] and "fresh process" in out[key], key
+    assert out["torch rows"] == [True, True]  # PyTorch's rows run, and say so
+    # TensorFlow's older switch, read at start: seen too.
+    assert _probe({"TF_DETERMINISTIC_OPS": "1"})["start"] == [True, True]
+
+
+def test_no_module_of_the_library_reads_tensorflows_private_api():
+    from pathlib import Path
+
+    import dlfp
+
+    root = Path(dlfp.__file__).parent
+    hits = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "tensorflow.python" in path.read_text() or "_pywrap" in path.read_text()
+    ]
+    assert hits == []
+
+
+def test_tensorflow_rows_with_and_without_op_determinism_never_share_a_process(
+    small_cnn_data,
+):
+    settings = [
+        s
+        for s in compare.training_settings(QUICK)
+        if s.framework == "TensorFlow" and s.role in ("default", "chapter")
+    ]
+    assert {s.options["deterministic"] for s in settings} == {True, False}
+    with pytest.raises(compare.DeterminismError, match="cannot share a process"):
+        compare.run_training(SMALL_CNN, small_cnn_data, QUICK, settings)
+    # By default a process times what it can: here, TensorFlow's rows without it.
+    mine = compare.this_process(compare.training_settings(QUICK))
+    assert [
+        s for s in mine if s.framework == "TensorFlow" and s.role == "chapter"
+    ] == []
+    assert any(s.framework == "PyTorch" and s.role == "chapter" for s in mine)
+    # What run_processes' workers keep, with determinism on or off.
+    from dlfp.frameworks.compare.processes import kept
+
+    everything = compare.training_settings(QUICK)
+    on = kept(everything, ["PyTorch:default", "TensorFlow:*"], op_determinism=True)
+    assert [(s.framework, s.role) for s in on] == [
+        ("PyTorch", "default"),
+        ("TensorFlow", "chapter"),
+    ]
+    with pytest.raises(ValueError, match="op_determinism=True"):
+        kept(everything, ["TensorFlow:chapter"], op_determinism=False)
+    assert all(
+        not s.options.get("deterministic")
+        for s in kept(everything, None)
+        if s.framework == "TensorFlow"
+    )
 
 
 def test_every_setting_names_its_source_and_the_best_are_as_documented():
@@ -601,12 +713,11 @@ def test_inference_rows_compute_the_same_logits(small_cnn_data, keras_cnn):
 def test_inference_rows_run_without_determinism_and_restore_the_process_state(
     small_cnn_data, keras_cnn
 ):
-    """Review §2.6: a chapter that trained its model on this run left determinism on
-    for the whole process; every inference row must run with it off, whatever ran
-    before, and leave the process as it found it."""
+    """Review §2.6: every inference row runs with PyTorch's determinism off, whatever
+    ran before, and leaves the process as it found it (TensorFlow's, which cannot be
+    turned off, is checked by test_tensorflows_op_determinism_is_read_without_...)."""
     import keras
 
-    machine = compare.machine_state  # the module
     torch.manual_seed(0)
     settings = [
         s
@@ -614,9 +725,7 @@ def test_inference_rows_run_without_determinism_and_restore_the_process_state(
         if s.role in ("default", "bfloat16") or s.label == "tf.function"
     ]
     before_torch = torch.are_deterministic_algorithms_enabled()
-    before_tf = machine.tf_op_determinism()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    machine.set_tf_op_determinism(True)
     try:
         rows = compare.run_inference(
             torch_cnn.CNN(SMALL_CNN).eval(),
@@ -626,11 +735,9 @@ def test_inference_rows_run_without_determinism_and_restore_the_process_state(
             settings,
         )
         assert torch.are_deterministic_algorithms_enabled()  # restored
-        assert machine.tf_op_determinism()
         assert keras.config.dtype_policy().name == "float32"  # bfloat16 stayed local
     finally:
         torch.use_deterministic_algorithms(before_torch)
-        machine.set_tf_op_determinism(before_tf)
     for row in rows:
         assert row.available, (row.label, row.error)
         assert row.state["torch_deterministic"] is False, row.label
@@ -684,6 +791,7 @@ def test_the_chapter_setting_trains_exactly_as_torch_cnn_train(small_cnn_data):
 
 
 @pytest.mark.mnist
+@pytest.mark.tf_determinism
 def test_the_chapter_setting_trains_exactly_as_keras_cnn_train(
     small_cnn_data, keras_cnn
 ):

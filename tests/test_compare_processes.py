@@ -245,6 +245,43 @@ def test_rounds_in_three_processes_pool_into_one_row_per_setting():
         compare.run_processes(plan, 1, tasks=["training"], keep=["PyTorch:nonsense:"])
 
 
+def test_op_determinism_processes_time_tensorflows_chapter_row_with_it_on():
+    """TensorFlow's op determinism cannot be turned off: its row runs in processes
+    that turn it on from the start, which refuse rows that need it off."""
+    pytest.importorskip("tensorflow")
+    plan = compare.Plan(
+        train_steps=2,
+        train_rounds=2,
+        components=False,
+        torch_compile=False,
+        onnx=False,
+        dlfp=False,
+        pause=0.0,
+    )
+    rows = compare.run_processes(
+        plan,
+        1,
+        tasks=["training"],
+        keep=["PyTorch:default", "TensorFlow:*"],
+        op_determinism=True,
+    )
+    assert [(r.framework, r.setting.role) for r in rows] == [
+        ("PyTorch", "default"),
+        ("TensorFlow", "chapter"),
+    ]
+    for row in rows:
+        assert row.available, row.error
+        assert row.state["tf_op_determinism"] is True
+    with pytest.raises(compare.WorkerError, match="op_determinism=False"):
+        compare.run_processes(
+            plan,
+            1,
+            tasks=["training"],
+            keep=["TensorFlow:default"],
+            op_determinism=True,
+        )
+
+
 # --- A setting read at import: rows in different processes ---------------------------
 
 

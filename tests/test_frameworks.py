@@ -258,6 +258,7 @@ def test_keras_loss_falls_on_a_small_batch(keras_cnn):
 
 
 @pytest.mark.mnist
+@pytest.mark.tf_determinism
 def test_keras_training_is_deterministic_and_exports(
     keras_cnn, small_cnn_data, tmp_path
 ):

@@ -33,6 +33,7 @@ __all__ = [
     "Schedule",
     "EpochTimer",
     "compiled",
+    "enable_op_determinism",
     "train",
     "evaluate",
     "predict_logits",
@@ -48,6 +49,22 @@ __all__ = [
 
 #: The side of the square images, in pixels (MNIST's: 28).
 SIDE = CNNConfig.image_side
+
+#: Whether :func:`enable_op_determinism` has run in this process (read by
+#: :func:`dlfp.frameworks.compare.machine.tf_op_determinism`).
+OP_DETERMINISM = False
+
+
+def enable_op_determinism() -> None:
+    """Turn TensorFlow's op determinism on for the rest of this process, and record it.
+
+    ``tf.config.experimental.enable_op_determinism`` is TensorFlow's only public switch:
+    TensorFlow 2.21 exports neither a getter nor a way back, so a process that turns it
+    on keeps it, and the record kept here is how the library knows (:func:`train` turns
+    it on through this function)."""
+    global OP_DETERMINISM
+    tf.config.experimental.enable_op_determinism()
+    OP_DETERMINISM = True
 
 
 def build_model(config: CNNConfig = CNNConfig()) -> keras.Model:
@@ -152,7 +169,7 @@ def train(
     """Train the CNN; return the model and its :class:`~dlfp.train.History`."""
     if data is None:
         data = load_mnist_for(config)
-    tf.config.experimental.enable_op_determinism()
+    enable_op_determinism()
     batches = Batches(data.train.images, data.train.labels, config)
     total = config.epochs * len(batches)
     model = compiled(config, total)

@@ -28,8 +28,11 @@ book is built, and ``benchmarks/cnn.py`` runs it in full. The rules it follows:
   *unavailable* row with the reason, not dropped.
 * **Global state set per row, and recorded.** A row's process-wide settings
   (determinism, subnormal flushing) are set around each of its clocks and restored
-  after it; inference rows run with both frameworks' determinism off, whatever ran
-  before. Every row records the state it ran under (:func:`global_state`).
+  after it; inference rows run with both frameworks' determinism off. TensorFlow's op
+  determinism cannot be turned off once on, so TensorFlow's rows with it run in
+  processes of their own (:func:`run_processes` with ``op_determinism=True``), and a
+  process refuses to mix them with rows without it. Every row records the state it ran
+  under (:func:`global_state`).
 * **Many calls per inference round.** A round of an inference row makes several
   consecutive calls, each timed (:class:`Repeated`); the table reports the median and
   the 90th percentile of all of them.
@@ -64,7 +67,6 @@ from .machine import (
     global_state,
     machine,
     onednn,
-    set_tf_op_determinism,
     set_threads,
     tf_op_determinism,
     threads,
@@ -109,7 +111,7 @@ from .stats import (
     t_quantile,
 )
 from .table import by_label, fastest, find, table, versus
-from .training import run_training, training_settings
+from .training import DeterminismError, run_training, this_process, training_settings
 
 #: The module :mod:`.machine` (its name here is taken by :func:`machine`).
 machine_state = importlib.import_module(".machine", __name__)
@@ -137,6 +139,8 @@ __all__ = [
     "paired_ratio",
     "run_inference",
     "run_training",
+    "this_process",
+    "DeterminismError",
     "seed_accuracy",
     "set_threads",
     "table",
@@ -150,7 +154,6 @@ __all__ = [
     "Repeated",
     "global_state",
     "machine_state",
-    "set_tf_op_determinism",
     "tf_op_determinism",
     "EQUIVALENCE",
     "false_positive_rate",

@@ -24,6 +24,7 @@ from .rows import (
     _device_of,
     check_devices,
 )
+from .training import _check_determinism, torch_settings
 
 #: Where each framework documents the settings of its inference rows.
 TORCH_INFERENCE_MODE = (
@@ -162,9 +163,9 @@ def inference_settings(plan: Plan = FULL) -> list[Setting]:
 class _Runner:
     """One way of calling a model, with the process-wide settings it runs under: both
     frameworks' determinism off and PyTorch's subnormals kept (their defaults), set
-    for every call and restored after it, so that no row depends on what ran before
-    (a chapter that trained a model on this run turns determinism on for the whole
-    process; one that loaded it from the cache does not)."""
+    for every call and restored after it, so that no row depends on what ran before.
+    TensorFlow's op determinism cannot be turned off: :func:`run_inference` checks it
+    is off before any TensorFlow row runs (nothing turns it on during inference)."""
 
     def __init__(self, call: Callable, threads: dict | None = None):
         self.call = call
@@ -175,13 +176,9 @@ class _Runner:
     def settings(self):
         import sys
 
-        from .training import tf_settings, torch_settings
-
         with contextlib.ExitStack() as stack:
             if "torch" in sys.modules:
                 stack.enter_context(torch_settings(False))
-            if "tensorflow" in sys.modules:
-                stack.enter_context(tf_settings(False))
             yield
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -301,9 +298,15 @@ def run_inference(
     the row's process-wide settings (:class:`_Runner`). Every row also records the
     largest difference between its logits and those of its framework's default row
     on the same images, and the share of images whose predicted class they share.
-    ``share=(i, n)``: only this process's share of the timed rounds.
+    ``share=(i, n)``: only this process's share of the timed rounds. Every row runs
+    with both frameworks' determinism off: in a process where TensorFlow's is on
+    (a Keras model trained here turns it on for good), TensorFlow's rows raise
+    :class:`~.training.DeterminismError` before anything runs.
     """
     settings = inference_settings(plan) if settings is None else list(settings)
+    _check_determinism(
+        [s for s in settings if s.framework == TENSORFLOW and not s.options.get("onnx")]
+    )
     images = np.ascontiguousarray(images[: plan.infer_images], dtype=np.float32)
     tasks = {
         "inference, batch": (images, plan.batch_rounds, plan.batch_calls),

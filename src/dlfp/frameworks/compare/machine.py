@@ -85,31 +85,22 @@ def _tf_flushes() -> bool:
     return float(tf.constant(SUBNORMAL) * tf.constant(1.0)) == 0.0
 
 
-def tf_op_determinism() -> bool:
-    """Whether TensorFlow's op determinism is on.
+def tf_op_determinism(env: Mapping[str, str] | None = None) -> bool:
+    """Whether TensorFlow's op determinism is on in this process, read without
+    TensorFlow's private modules (``env``: this process's environment by default).
 
-    TensorFlow 2.21 exports ``tf.config.experimental.enable_op_determinism`` only: no
-    getter and no way back (``tensorflow/_api/v2/config/experimental/__init__.py``).
-    The getter and :func:`set_tf_op_determinism`'s ``disable`` are the functions that
-    public one sits beside in ``tensorflow.python.framework.config``; a test pins that
-    they still exist and still toggle the flag."""
-    from tensorflow.python.framework import config
-
-    return bool(config.is_op_determinism_enabled())
-
-
-def set_tf_op_determinism(on: bool) -> None:
-    """Turn TensorFlow's op determinism on (the public
-    ``tf.config.experimental.enable_op_determinism``) or off (see
-    :func:`tf_op_determinism`)."""
-    import tensorflow as tf
-
-    if on:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config
-
-        config.disable_op_determinism()
+    TensorFlow 2.21 exports ``tf.config.experimental.enable_op_determinism`` and no
+    getter. It is on where the library turned it on
+    (:func:`dlfp.frameworks.keras_cnn.enable_op_determinism`, which the Keras chapter's
+    ``train`` calls, records it), or where the process started with
+    ``TF_DETERMINISTIC_OPS`` set to ``1`` or ``true`` (TensorFlow's older switch, still
+    read at start). A direct call of TensorFlow's function from other code is not seen:
+    the experiment's processes make none."""
+    value = (os.environ if env is None else env).get("TF_DETERMINISTIC_OPS", "")
+    if value.strip().lower() in ("1", "true"):
+        return True
+    keras_cnn = sys.modules.get("dlfp.frameworks.keras_cnn")
+    return bool(getattr(keras_cnn, "OP_DETERMINISM", False))
 
 
 #: The processor features with which TensorFlow's Linux x86 packages turn oneDNN's
@@ -163,7 +154,12 @@ def global_state() -> dict:
     global dtype policy.
     """
     state: dict = {}
-    for name in ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS"):
+    for name in (
+        "TF_ENABLE_ONEDNN_OPTS",
+        "TF_DETERMINISTIC_OPS",
+        "XLA_FLAGS",
+        "TF_XLA_FLAGS",
+    ):
         if os.environ.get(name):
             state[name] = os.environ[name]
     torch = sys.modules.get("torch")

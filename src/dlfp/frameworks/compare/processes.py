@@ -10,12 +10,13 @@ Williams design's timed rounds (rounds ``i, i + n, ...``; its own warm-up first)
 pools their rows, recording which process timed each round.
 
 Some settings are read once, when a library loads: TensorFlow reads
-``TF_ENABLE_ONEDNN_OPTS`` at import. Such a setting is compared by running processes
-with the environment variable set, each with the rows it concerns and a reference row
-(PyTorch's default) timed in the same rounds: within a process the paired ratio to the
-reference is clean, and the reference carries the comparison across processes.
-:func:`~.machine.onednn` says what TensorFlow does in a process with a given
-environment.
+``TF_ENABLE_ONEDNN_OPTS`` at import. Others cannot be undone: TensorFlow's op
+determinism has a public switch on and none off. Such a setting is compared by running
+processes that have it (``env``, ``op_determinism``), each with the rows it concerns
+and a reference row (PyTorch's default) timed in the same rounds: within a process the
+paired ratio to the reference is clean, and the reference carries the comparison
+across processes (:func:`~.stats.across_processes`). :func:`~.machine.onednn` says what
+TensorFlow does in a process with a given environment.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from pathlib import Path
 
 from .. import _spawn as spawn
 from .machine import threads
-from .rows import Plan, Row
+from .rows import TENSORFLOW, Plan, Row
+
+#: The chapters' trained models that the inference rows time.
+MODELS = ("torch-cnn", "keras-cnn")
 
 
 def pooled(results: Sequence[Sequence[dict]]) -> list[Row]:
@@ -73,6 +77,7 @@ def run_processes(
     tasks: Sequence[str] = ("training", "inference"),
     keep: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    op_determinism: bool = False,
     timeout: float = 900.0,
 ) -> list[Row]:
     """Run the experiment's ``tasks`` in ``processes`` fresh processes, one after the
@@ -80,14 +85,19 @@ def run_processes(
 
     ``keep``: only the settings named ``"framework:role"`` (``"TensorFlow:*"``: every
     role of TensorFlow's but ONNX Runtime's); None keeps them all. ``env``: variables
-    set in every process (for instance ``TF_ENABLE_ONEDNN_OPTS``). Each process gets
+    set in every process (for instance ``TF_ENABLE_ONEDNN_OPTS``).
+    ``op_determinism``: TensorFlow's op determinism on in every process from its start;
+    a process times only TensorFlow's rows whose determinism matches its own (the
+    others are left out, and naming one in ``keep`` is an error). Each process gets
     :func:`threads` threads per pool, as this one does, and ``timeout`` seconds; one
     that fails stops the run with its name and the end of its log. The inference rows
-    use the models that :func:`dlfp.artifacts.trained` keeps (trained first if none is
-    kept).
+    use the chapters' kept models (:func:`train_missing` trains any that is missing,
+    in a process of its own, first).
     """
     if processes < 1:
         raise ValueError(f"processes must be at least 1, not {processes}.")
+    if "inference" in tasks:
+        train_missing(MODELS, timeout)
     extra = dict(env or {})
     command = [
         sys.executable,
@@ -100,6 +110,8 @@ def run_processes(
     ]
     if keep is not None:
         command += ["--keep", *keep]
+    if op_determinism:
+        command.append("--op-determinism")
     results = []
     with tempfile.TemporaryDirectory(prefix="dlfp-verdict-") as folder:
         for i in range(processes):
@@ -115,14 +127,63 @@ def run_processes(
     return pooled(results)
 
 
-def kept(settings, keep: Sequence[str] | None):
-    """The settings that ``keep`` names (see :func:`run_processes`), in order."""
-    if keep is None:
-        return list(settings)
-    wanted = [tuple(k.split(":", 1)) for k in keep]
-    chosen = [
+def train_missing(names: Sequence[str] = MODELS, timeout: float = 3600.0) -> None:
+    """Train and keep each of the recipes ``names`` that :mod:`dlfp.artifacts` does not
+    keep yet, in a fresh process: training the Keras network turns TensorFlow's op
+    determinism on for good, which no process that times rows may inherit."""
+    from ...artifacts import artifact_path, load_record
+    from ...recipes import recipe
+
+    missing = [
+        name
+        for name in names
+        if load_record(recipe(name)) is None or not artifact_path(recipe(name)).exists()
+    ]
+    if not missing:
+        return
+    code = (
+        "from dlfp.artifacts import trained; from dlfp.recipes import recipe; "
+        f"[trained(recipe(name)) for name in {missing!r}]"
+    )
+    with tempfile.TemporaryDirectory(prefix="dlfp-train-") as folder:
+        spawn.run(
+            [([sys.executable, "-c", code], spawn.worker_env(threads()))],
+            [f"training {', '.join(missing)}"],
+            folder,
+            timeout,
+        )
+
+
+def kept(settings, keep: Sequence[str] | None, op_determinism: bool = False):
+    """The settings that ``keep`` names (see :func:`run_processes`), in order, that a
+    process with TensorFlow's op determinism ``op_determinism`` can time: a TensorFlow
+    row whose determinism differs is left out where ``keep`` names it by wildcard (or
+    is None), and is an error where ``keep`` names it by role."""
+    matches = [
         s
         for s in settings
+        if s.framework != TENSORFLOW
+        or bool(s.options.get("deterministic")) == op_determinism
+    ]
+    if keep is None:
+        return matches
+    wanted = [tuple(k.split(":", 1)) for k in keep]
+    named = [
+        s
+        for s in settings
+        if any(s.framework == f and s.role == role for f, role in wanted)
+    ]
+    for s in named:
+        if s not in matches:
+            raise ValueError(
+                f"{s.framework}:{s.role} needs TensorFlow's op determinism "
+                f"{'on' if s.options.get('deterministic') else 'off'}, and these "
+                "processes have it the other way: run it with op_determinism="
+                f"{bool(s.options.get('deterministic'))}."
+            )
+    chosen = [
+        s
+        for s in matches
         if any(
             s.framework == framework
             and (s.role == role or (role == "*" and s.role != "onnx"))

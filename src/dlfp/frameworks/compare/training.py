@@ -11,7 +11,7 @@ import numpy as np
 from ...recipes import Batches, CNNConfig, learning_rate
 from ...threads import limit_blas
 from .harness import _interleave, _quiet, _reason
-from .machine import _pools, set_tf_op_determinism, tf_op_determinism, threads
+from .machine import _pools, tf_op_determinism, threads
 from .rows import (
     DLFP,
     FULL,
@@ -175,16 +175,60 @@ def torch_settings(deterministic: bool, flush_denormal: bool = False):
         torch.set_flush_denormal(before[2])
 
 
+class DeterminismError(RuntimeError):
+    """TensorFlow rows that need op determinism off, in a process where it is on."""
+
+
+_DETERMINISM_IS_ON = (
+    "TensorFlow's op determinism is on in this process and TensorFlow cannot turn it "
+    "off: run the rows without it in a fresh process (compare.run_processes)."
+)
+
+
 @contextlib.contextmanager
 def tf_settings(deterministic: bool):
-    """TensorFlow's op determinism set for a block, and restored afterwards
-    (:func:`dlfp.frameworks.compare.machine.set_tf_op_determinism`)."""
-    before = tf_op_determinism()
-    set_tf_op_determinism(deterministic)
-    try:
-        yield
-    finally:
-        set_tf_op_determinism(before)
+    """TensorFlow's op determinism as a row needs it: turned on (for the rest of the
+    process: :func:`dlfp.frameworks.keras_cnn.enable_op_determinism`), or checked to
+    be off. TensorFlow has no public way to turn it off, so a row without it in a
+    process where it is on raises :class:`DeterminismError`."""
+    on = tf_op_determinism()
+    if deterministic and not on:
+        from ..keras_cnn import enable_op_determinism
+
+        enable_op_determinism()
+    elif on and not deterministic:
+        raise DeterminismError(_DETERMINISM_IS_ON)
+    yield
+
+
+def this_process(settings: Sequence[Setting]) -> list[Setting]:
+    """The settings a process can time as it stands: TensorFlow's rows whose op
+    determinism is what the process has (:func:`~.machine.tf_op_determinism`), every
+    other row. The others need processes of their own (:func:`run_processes`)."""
+    on = tf_op_determinism()
+    return [
+        s
+        for s in settings
+        if s.framework != TENSORFLOW or bool(s.options.get("deterministic")) == on
+    ]
+
+
+def _check_determinism(settings: Sequence[Setting]) -> None:
+    """Refuse TensorFlow rows that need op determinism both on and off, or off where
+    it is on, before anything runs."""
+    wanted = {
+        bool(s.options.get("deterministic"))
+        for s in settings
+        if s.framework == TENSORFLOW
+    }
+    if wanted == {True, False}:
+        raise DeterminismError(
+            "TensorFlow's rows with op determinism and without it cannot share a "
+            "process (TensorFlow cannot turn it off again): time each kind in "
+            "processes of its own with compare.run_processes."
+        )
+    if wanted == {False} and tf_op_determinism():
+        raise DeterminismError(_DETERMINISM_IS_ON)
 
 
 class _TorchTrainer:
@@ -327,9 +371,15 @@ def run_training(
     ``r`` feeds all of them epoch ``r`` of :class:`Batches` (or its first
     ``plan.train_steps`` batches). Returns one :class:`Row` per configuration.
     ``share=(i, n)``: only this process's share of the timed rounds (see
-    :func:`~dlfp.frameworks.compare.processes.run_processes`).
+    :func:`~dlfp.frameworks.compare.processes.run_processes`). By default, every
+    setting of ``plan`` that this process can time (:func:`this_process`: TensorFlow's
+    rows with op determinism run in processes of their own); ``settings`` that need
+    TensorFlow's op determinism both on and off raise :class:`DeterminismError`.
     """
-    settings = training_settings(plan) if settings is None else list(settings)
+    if settings is None:
+        settings = this_process(training_settings(plan))
+    settings = list(settings)
+    _check_determinism(settings)
     batches = Batches(data.train.images, data.train.labels, config)
     steps = len(batches)
     if plan.train_steps is not None:
