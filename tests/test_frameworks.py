@@ -241,6 +241,13 @@ def test_both_frameworks_have_the_same_number_of_parameters(
     assert trainable(keras_cnn.build_model(config)) == ours == config.parameter_count()
 
 
+def test_keras_export_names_the_formats_it_knows(keras_cnn, tmp_path):
+    model = keras_cnn.build_model(SMALL_CNN)
+    with pytest.raises(ValueError, match="format must be one of onnx, litert"):
+        keras_cnn.export(model, tmp_path / "cnn", "tflite")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 def test_keras_loss_falls_on_a_small_batch(keras_cnn):
     import keras
 

@@ -218,7 +218,7 @@ def test_a_litert_round_trip_on_a_tiny_keras_model(tmp_path):
     reference = keras_cnn.predict_logits(model, images)
     notices = []
     trip = production.round_trip(
-        "TensorFlow", "LiteRT", lambda d: production.export_litert(model, d / "cnn"),
+        "TensorFlow", "LiteRT", lambda d: keras_cnn.export(model, d / "cnn", "litert"),
         lambda p, x: production.run_litert(p, x, notices=notices), reference, images,
         reference.argmax(1), tmp_path / "lite",
     )  # fmt: skip

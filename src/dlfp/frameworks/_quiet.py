@@ -21,7 +21,7 @@ __all__ = ["import_tensorflow"]
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull():
+def stderr_to_devnull():
     """Send file descriptor 2 (where C++ writes) to /dev/null for the block."""
     try:
         sys.stderr.flush()
@@ -48,7 +48,7 @@ def import_tensorflow():
     # before TensorFlow's filter sees them still pass; the redirect below catches them.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with _stderr_to_devnull():
+    with stderr_to_devnull():
         import tensorflow as tf
 
         tf.get_logger().setLevel(logging.ERROR)

@@ -41,6 +41,8 @@ __all__ = [
     "load",
     "export_saved_model",
     "run_saved_model",
+    "export",
+    "EXPORTS",
     "export_onnx",
     "run_onnx",
     "NAME",
@@ -261,34 +263,59 @@ def run_saved_model(path: str | Path, images: np.ndarray) -> np.ndarray:
     return np.asarray(loaded.serve(tf.constant(images[..., None], tf.float32)))
 
 
-def export_onnx(model: keras.Model, path: str | Path) -> Path:
-    """Save the model in the ONNX format (``.onnx``) through ``model.export``, which on
-    the TensorFlow backend converts the serving graph with ``tf2onnx``; the input stays
+#: The formats of :func:`export`, with their files' suffixes.
+EXPORTS = {"onnx": ".onnx", "litert": ".tflite"}
+
+
+def export(model: keras.Model, path: str | Path, format: str) -> Path:
+    """Save the model through ``model.export`` in ``format``, with the format's suffix:
+    ``"onnx"``, which on the TensorFlow backend converts the serving graph with
+    ``tf2onnx``, or ``"litert"``, a LiteRT flat buffer (``.tflite``) written by
+    TensorFlow's converter (``tf.lite.TFLiteConverter``). The input stays
     channels-last, (n, 28, 28, 1), with any batch size."""
     import contextlib
     import io
     import logging
     import warnings
 
-    path = Path(path).with_suffix(".onnx")
-    # tf2onnx reports each conversion step on its logger, and Keras's patch for NumPy 2
-    # warns on import: none of it concerns this model.
-    quiet = logging.getLogger("tf2onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    from ._quiet import stderr_to_devnull
+
+    if format not in EXPORTS:
+        raise ValueError(
+            f"format must be one of {', '.join(EXPORTS)}, not {format!r}: export "
+            "another format with model.export."
+        )
+    path = Path(path).with_suffix(EXPORTS[format])
+    # The converters report each step on their loggers and on both output streams (the
+    # C++ ones on descriptor 2), and Keras's patch for NumPy 2 warns on import: none of
+    # it concerns this model.
+    loggers = [logging.getLogger("tf2onnx"), tf.get_logger()]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            stderr_to_devnull(),
+        ):
             warnings.simplefilter("ignore")
             model.export(
                 str(path),
-                format="onnx",
+                format=format,
                 verbose=False,
                 # Given, not inferred: a model loaded from a file has not been called.
                 input_signature=[tf.TensorSpec([None, SIDE, SIDE, 1], tf.float32)],
             )
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     return path
+
+
+def export_onnx(model: keras.Model, path: str | Path) -> Path:
+    """:func:`export` to ONNX (``.onnx``), as the :class:`~.backend.Backend` asks."""
+    return export(model, path, "onnx")
 
 
 def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:

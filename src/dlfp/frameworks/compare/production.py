@@ -9,8 +9,9 @@ What a deployed model costs is measured here, never assumed:
   runtime, run it on test images and compare its logits and its accuracy with the model
   in memory. An export that cannot run here (a package not installed, a format the
   backend refuses) becomes a :class:`RoundTrip` that says why, not a gap.
-  :func:`export_litert` and :func:`run_litert` are the LiteRT route of a Keras model
-  (TensorFlow's converter, then the LiteRT interpreter).
+  :func:`dlfp.frameworks.keras_cnn.export` (format ``"litert"``) and :func:`run_litert`
+  are the LiteRT route of a Keras model (TensorFlow's converter, then the LiteRT
+  interpreter).
 * **Cold start and peak memory**, each in a fresh Python process, spawned with
   ``sys.executable -m dlfp.frameworks.compare.production`` (:func:`main` is the child's
   side): :func:`cold_starts` times from the spawn to the first prediction, with several
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .rows import SIDE
+
 __all__ = [
     "size_on_disk",
     "MIB",
@@ -44,7 +47,6 @@ __all__ = [
     "round_trip",
     "unavailable",
     "missing",
-    "export_litert",
     "run_litert",
     "litert_runtime",
     "peak_rss_mib",
@@ -57,8 +59,6 @@ __all__ = [
 
 #: Bytes in a mebibyte (2**20): sizes and memory are reported in MiB.
 MIB = 2**20
-#: The side of MNIST's images (28).
-SIDE = 28
 #: How each runtime wants the images: channels first (PyTorch, and its ONNX export) or
 #: channels last (Keras, its ONNX export and LiteRT).
 LAYOUTS = {"nchw": (1, SIDE, SIDE), "nhwc": (SIDE, SIDE, 1)}
@@ -190,31 +190,6 @@ def round_trip(
 # --- LiteRT: TensorFlow's converter and the LiteRT interpreter ------------------------
 
 
-def export_litert(model, path: str | os.PathLike) -> Path:
-    """Save a Keras model as a LiteRT flat buffer (``.tflite``) through
-    ``model.export(format="litert")``, which on the TensorFlow backend runs TensorFlow's
-    converter (``tf.lite.TFLiteConverter``); the batch dimension stays dynamic."""
-    from .._quiet import import_tensorflow
-
-    tf = import_tensorflow()
-    path = Path(path).with_suffix(".tflite")
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        with _quiet_fd2(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.export(
-                str(path),
-                format="litert",
-                verbose=False,
-                input_signature=[tf.TensorSpec([None, SIDE, SIDE, 1], tf.float32)],
-            )
-    finally:
-        logger.setLevel(level)
-    return path
-
-
 def litert_runtime() -> str:
     """The LiteRT interpreter that :func:`run_litert` uses: the ``ai_edge_litert``
     package when it is installed, else TensorFlow's ``tf.lite.Interpreter``."""
@@ -260,9 +235,9 @@ def run_litert(
 
 def _quiet_fd2():
     """File descriptor 2 sent to /dev/null (C++ log lines), as TensorFlow's import."""
-    from .._quiet import _stderr_to_devnull
+    from .._quiet import stderr_to_devnull
 
-    return _stderr_to_devnull()
+    return stderr_to_devnull()
 
 
 # --- Fresh processes: cold start and peak memory --------------------------------------
