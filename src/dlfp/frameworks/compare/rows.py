@@ -38,8 +38,9 @@ class Plan:
     sizes used by ``benchmarks/cnn.py`` and by the verdict chapter."""
 
     train_steps: int | None = None  #: steps per timed block; None: one epoch
-    #: timed blocks per training configuration (FULL has 11 training rows, whose
-    #: Williams design has 22 orders: 10 rounds run part of it)
+    #: timed blocks per training configuration (FULL's processes time 10 training
+    #: rows, whose Williams design has 10 orders; TensorFlow's row with op determinism
+    #: runs in processes of its own)
     train_rounds: int = 10
     train_warmup: int = 1  #: untimed blocks first (tracing, compiling)
     components: bool = True  #: also the rows that change one setting at a time
@@ -64,12 +65,12 @@ FULL = Plan()
 
 
 #: The verdict page: 10 steps per block, sized for a build on two cores (compiling for
-#: torch.compile and XLA is much of its cost). Its 8 training rows and 12 inference
-#: rows make Williams designs of 8 and 12 orders: each runs twice in training, once
-#: in inference.
+#: torch.compile and XLA is much of its cost). The 7 training rows of its main
+#: processes (TensorFlow's with op determinism runs in processes of its own) and its
+#: 12 inference rows make Williams designs of 14 and 12 orders: each runs once.
 PAGE = Plan(
     train_steps=10,
-    train_rounds=16,
+    train_rounds=14,
     components=False,
     batch_rounds=12,
     single_rounds=12,
