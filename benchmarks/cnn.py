@@ -242,7 +242,7 @@ def main() -> None:
     if args.processes > 1 and args.untrained:
         sys.exit("--processes uses the kept models: leave out --untrained.")
     if not args.untrained:  # in a process of its own: Keras's turns determinism on
-        compare.processes.train_missing()
+        compare.train_missing()
     if args.processes > 1:
         rows = compare.run_processes(plan, args.processes)
     else:

@@ -71,7 +71,7 @@ from .machine import (
     tf_op_determinism,
     threads,
 )
-from .processes import run_processes
+from .processes import run_processes, train_missing
 from .rows import (
     DLFP,
     FRAMEWORKS,
@@ -171,6 +171,7 @@ __all__ = [
     "t_quantile",
     "onednn",
     "run_processes",
+    "train_missing",
     "speed_verdicts",
     "WorkerError",
     "across_processes",
