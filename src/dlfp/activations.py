@@ -107,7 +107,7 @@ class ReLU(Layer):
             mask = np.empty_like(X, dtype=bool)
             out = np.empty_like(X, dtype=np.result_type(X, mask))
 
-            def relu(start: int, stop: int) -> None:
+            def relu(start: int, stop: int) -> None:  # examples start to stop
                 np.greater(X[start:stop], 0, out=mask[start:stop])
                 np.multiply(X[start:stop], mask[start:stop], out=out[start:stop])
 
@@ -124,10 +124,10 @@ class ReLU(Layer):
             return dout * mask  # eq. (6.5)
         dX = np.empty_like(dout, dtype=np.result_type(dout, mask))
 
-        def route(start: int, stop: int) -> None:
+        def relu_gradient(start: int, stop: int) -> None:  # examples start to stop
             np.multiply(dout[start:stop], mask[start:stop], out=dX[start:stop])
 
-        split(route, len(dout), dout.size)  # eq. (6.5), split over the batch
+        split(relu_gradient, len(dout), dout.size)  # eq. (6.5), split over the batch
         return dX
 
 

@@ -15,7 +15,11 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   shorter routes to the same numbers, which move memory in longer runs:
   :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
   pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
-  routes above, which is what the chapter's profile "before" measures.
+  routes above, which is what the chapter's profile "before" measures. Their large
+  copies and element-wise passes are cut along the batch into parts that run at once
+  on every core the library may use (:func:`dlfp.threads.split`; one core inside
+  ``with dlfp.threads.limit_elementwise(1):``), each part by the same operations in
+  the same order: the same numbers on any number of threads.
 
 The layers keep their results in *channels-last* memory: an output of shape
 (B, C, H, W) is a view of an array stored as (B, H, W, C), whose rows of C channels
@@ -263,14 +267,14 @@ def im2col(A_pad: np.ndarray, k: int, stride: int, out: np.ndarray | None = None
     if out is None:
         out = np.empty((B, H_out, W_out, k, k, C), dtype=A_pad.dtype)
 
-    def copy(start: int, stop: int) -> None:  # examples start to stop
+    def copy_windows(start: int, stop: int) -> None:  # examples start to stop
         for u in range(k):  # k^2 copies of the whole input, each shifted by (u, v)
             for v in range(k):
                 rows = slice(u, u + stride * (H_out - 1) + 1, stride)
                 cols = slice(v, v + stride * (W_out - 1) + 1, stride)
                 out[start:stop, :, :, u, v, :] = A_pad[start:stop, rows, cols, :]
 
-    split(copy, B, out.size)  # on every core the library may use (dlfp.threads)
+    split(copy_windows, B, out.size)  # on every core the library may use
     return out.reshape(B * H_out * W_out, k * k * C)
 
 
@@ -334,10 +338,10 @@ def im2col_strided(A_pad: np.ndarray, k: int, stride: int) -> np.ndarray:
     )
     cols = np.empty(view.shape, dtype=A_pad.dtype)
 
-    def copy(start: int, stop: int) -> None:  # the copy, once, examples start to stop
-        cols[start:stop] = view[start:stop]
+    def copy_windows(start: int, stop: int) -> None:  # examples start to stop
+        cols[start:stop] = view[start:stop]  # one copy
 
-    split(copy, B, cols.size)  # on every core the library may use (dlfp.threads)
+    split(copy_windows, B, cols.size)  # on every core the library may use
     return cols.reshape(B * H_out * W_out, k * k * C)
 
 
@@ -356,13 +360,13 @@ def col2im_by_tap(
     dA_pad = np.zeros(pad_shape, dtype=dtaps.dtype)
     taps = dtaps.reshape(k * k, B, H_out, W_out, C)
 
-    def add(start: int, stop: int) -> None:  # examples start to stop
+    def add_taps(start: int, stop: int) -> None:  # examples start to stop
         for n, (u, v) in enumerate(np.ndindex(k, k)):  # the order of col2im's adds
             rows = slice(u, u + stride * (H_out - 1) + 1, stride)
             cols = slice(v, v + stride * (W_out - 1) + 1, stride)
             dA_pad[start:stop, rows, cols, :] += taps[n, start:stop]
 
-    split(add, B, dtaps.size)  # on every core the library may use (dlfp.threads)
+    split(add_taps, B, dtaps.size)  # on every core the library may use
     return dA_pad
 
 
@@ -474,10 +478,10 @@ class Conv2D(Layer):
             self._pad_buffer = np.zeros(shape, dtype=A.dtype)  # the border stays 0
         buffer = self._pad_buffer
 
-        def copy(start: int, stop: int) -> None:  # examples start to stop
+        def pad(start: int, stop: int) -> None:  # examples start to stop
             buffer[start:stop, p : p + n_H, p : p + n_W, :] = A[start:stop]
 
-        split(copy, B, A.size)
+        split(pad, B, A.size)
         return buffer
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
@@ -682,10 +686,10 @@ class BatchNorm2D(Layer):
         (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
         D_Z_hat = np.empty(D_rows.shape, np.result_type(D_rows, Z_hat_rows))
 
-        def product(rows: slice) -> None:
+        def d_times_z_hat(rows: slice) -> None:
             np.multiply(D_rows[rows], Z_hat_rows[rows], out=D_Z_hat[rows])
 
-        _by_rows(product, D_rows)
+        _by_rows(d_times_z_hat, D_rows)
         dgamma = self._column_sums(D_Z_hat.reshape(-1, C))
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
@@ -698,13 +702,13 @@ class BatchNorm2D(Layer):
             for v in (dgamma / n_bn, dbeta / n_bn, self.params["gamma"] * inv_std)
         )
 
-        def gradient(rows: slice) -> None:
+        def input_gradient(rows: slice) -> None:
             np.multiply(Z_hat_rows[rows], along_z_hat, out=dZ[rows])
             dZ[rows] += mean_D
             np.subtract(D_rows[rows], dZ[rows], out=dZ[rows])
             dZ[rows] *= scale
 
-        _by_rows(gradient, D_rows)
+        _by_rows(input_gradient, D_rows)
         return _channels_first(dZ.reshape(B, n_H, n_W, C))
 
     def config(self) -> dict[str, Any]:
@@ -823,7 +827,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
     out = np.empty(a.shape, A.dtype)
     winner = tuple(np.empty(a.shape, bool) for _ in range(3)) if training else None
 
-    def pool(start: int, stop: int) -> None:  # examples start to stop
+    def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
         top, bottom = np.maximum(a[e], b[e]), np.maximum(c[e], d[e])
         np.maximum(top, bottom, out=out[e])
@@ -832,7 +836,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
             np.greater_equal(a[e], b[e], out=winner[1][e])
             np.greater_equal(c[e], d[e], out=winner[2][e])
 
-    split(pool, len(A), A.size)  # on every core the library may use (dlfp.threads)
+    split(pool_2x2, len(A), A.size)  # on every core the library may use
     return out, winner
 
 
@@ -843,7 +847,7 @@ def _route_2x2(D, winner, dA) -> None:
     a, b = dA[:, 0:H2:2, 0:W2:2], dA[:, 0:H2:2, 1:W2:2]
     c, d = dA[:, 1:H2:2, 0:W2:2], dA[:, 1:H2:2, 1:W2:2]
 
-    def route(start: int, stop: int) -> None:  # examples start to stop
+    def route_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
         D_top = D[e] * in_top[e]
         D_bottom = D[e] - D_top
@@ -852,7 +856,7 @@ def _route_2x2(D, winner, dA) -> None:
         np.multiply(D_bottom, left_in_bottom[e], out=c[e])
         np.subtract(D_bottom, c[e], out=d[e])
 
-    split(route, len(D), dA.size)  # on every core the library may use (dlfp.threads)
+    split(route_2x2, len(D), dA.size)  # on every core the library may use
 
 
 class Flatten(Layer):
