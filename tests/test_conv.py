@@ -762,50 +762,76 @@ def test_one_thread_never_starts_the_pool(monkeypatch):
     assert threads.elementwise_threads() == 2
 
 
+def two_threads_meet():
+    """A function that the first two parts to call it wait in until both are there: it
+    makes a split pass run two parts at once (or fail after 20 s), whatever the load."""
+    barrier, calls, lock = threading.Barrier(2, timeout=20), [], threading.Lock()
+
+    def meet():
+        with lock:
+            calls.append(None)
+            first_two = len(calls) <= 2
+        if first_two:
+            barrier.wait()
+
+    return meet
+
+
 def test_split_runs_small_passes_inline_and_large_ones_on_the_pool():
-    calls = []
+    calls, caller = [], threading.current_thread().name
+    meet = two_threads_meet()
 
     def work(start, stop):
+        meet()
         calls.append((start, stop, threading.current_thread().name))
 
     with threads.limit_elementwise(2):
-        threads.split(work, 128, threads.SPLIT_MIN_SIZE - 1)
-        assert calls == [(0, 128, threading.current_thread().name)]
+        threads.split(
+            lambda a, b: calls.append((a, b)), 128, threads.SPLIT_MIN_SIZE - 1
+        )
+        assert calls == [(0, 128)]
         calls.clear()
         threads.split(work, 128, threads.SPLIT_MIN_SIZE)
-        assert sorted(c[:2] for c in calls) == [(0, 64), (64, 128)]
-        assert {c[2] == threading.current_thread().name for c in calls} == {True, False}
+        parts = 2 * threads.PARTS_PER_THREAD
+        assert sorted(c[:2] for c in calls) == [
+            (128 * i // parts, 128 * (i + 1) // parts) for i in range(parts)
+        ]
+        assert {c[2] == caller for c in calls} == {True, False}  # caller and pool
         calls.clear()
-        threads.split(work, 1, 10 * threads.SPLIT_MIN_SIZE)  # one example: one part
-        assert [c[:2] for c in calls] == [(0, 1)]
+        threads.split(lambda a, b: calls.append((a, b)), 1, 10**9)  # one example
+        assert calls == [(0, 1)]
 
 
 def test_split_parts_run_in_the_callers_errstate_and_raise_its_errors():
-    seen = []
+    seen, meet = [], two_threads_meet()
 
     def work(start, stop):
-        seen.append(np.geterr()["over"])
+        meet()
+        seen.append((np.geterr()["over"], threading.current_thread().name))
         if start > 0:
-            raise ZeroDivisionError("from the second part")
+            raise ZeroDivisionError("from a later part")
 
     with threads.limit_elementwise(2), np.errstate(over="ignore"):
-        with pytest.raises(ZeroDivisionError, match="second part"):
+        with pytest.raises(ZeroDivisionError, match="later part"):
             threads.split(work, 4, threads.SPLIT_MIN_SIZE)
-    assert seen == ["ignore", "ignore"]
+    assert len(seen) == 4 and {over for over, _ in seen} == {"ignore"}
+    assert len({name for _, name in seen}) == 2  # the pool's thread too
 
 
 def test_split_inside_a_part_runs_inline():
-    names = []
-
-    def inner(start, stop):
-        names.append(threading.current_thread().name)
+    inner_calls, meet = [], two_threads_meet()
 
     def outer(start, stop):
-        threads.split(inner, 8, threads.SPLIT_MIN_SIZE)
+        meet()
+        in_pool = threading.current_thread() is not threading.main_thread()
+        threads.split(
+            lambda a, b: inner_calls.append((in_pool, a, b)), 8, threads.SPLIT_MIN_SIZE
+        )
 
     with threads.limit_elementwise(2):
         threads.split(outer, 2, threads.SPLIT_MIN_SIZE)
-    assert len(names) == 3  # the caller's part splits in two, the pool's runs whole
+    assert (True, 0, 8) in inner_calls  # a part on the pool: its split is one call
+    assert [c for c in inner_calls if c[0]] == [(True, 0, 8)]
 
 
 @pytest.mark.parametrize("n", [0, -1, 1.5, True])

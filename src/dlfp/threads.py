@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "available_cores",
@@ -41,6 +41,7 @@ __all__ = [
     "limit_blas",
     "limited",
     "SPLIT_MIN_SIZE",
+    "PARTS_PER_THREAD",
     "elementwise_threads",
     "limit_elementwise",
     "split",
@@ -180,6 +181,10 @@ def limited(n: int | None):
 #: numbers about as much).
 SPLIT_MIN_SIZE = 1 << 16
 
+#: Parts of a split pass per thread: a thread that finishes early, or that waits for a
+#: core another process holds, leaves the parts it has not claimed to the others.
+PARTS_PER_THREAD = 2
+
 _limit: int | None = None  # set by limit_elementwise(): None follows the environment
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -243,6 +248,35 @@ def _workers(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
+class _Parts:
+    """The parts of one split pass, each claimed by whichever thread is free first: a
+    thread that waits for a busy core leaves its parts to the others."""
+
+    def __init__(self, work: Callable[[int, int], object], bounds: list[int]):
+        self.work, self.bounds = work, bounds
+        self.claimed, self.left = 0, len(bounds) - 1
+        self.lock, self.done = threading.Lock(), threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        """Claim and compute parts until none is left."""
+        while True:
+            with self.lock:
+                i = self.claimed
+                if i == len(self.bounds) - 1:
+                    return
+                self.claimed += 1
+            try:
+                self.work(self.bounds[i], self.bounds[i + 1])
+            except BaseException as error:  # raised in the caller's thread by split
+                self.errors.append(error)
+            finally:
+                with self.lock:
+                    self.left -= 1
+                    if not self.left:
+                        self.done.set()
+
+
 def split(work: Callable[[int, int], object], n: int, size: int) -> None:
     """Call ``work(start, stop)`` on consecutive parts ``[start, stop)`` of
     ``range(n)`` that together cover it, at once on :func:`elementwise_threads` threads
@@ -251,6 +285,8 @@ def split(work: Callable[[int, int], object], n: int, size: int) -> None:
     ``n`` is the length of the axis that the parts cut (the batch) and ``size`` the
     numbers the whole pass touches: under :data:`SPLIT_MIN_SIZE`, at one thread, and
     inside a part already running on the pool, ``work(0, n)`` runs as a plain call.
+    Otherwise the axis is cut into :data:`PARTS_PER_THREAD` parts per thread, which the
+    threads claim one at a time, and ``split`` returns once every part is computed.
     ``work`` must write only into its own part of any array it shares with the other
     parts. Every part runs in a copy of the caller's context (NumPy's ``errstate``
     included); an error raised by a part is raised here, once every part has stopped.
@@ -259,16 +295,12 @@ def split(work: Callable[[int, int], object], n: int, size: int) -> None:
     if threads <= 1 or getattr(_local, "worker", False):
         work(0, n)
         return
-    bounds = [n * i // threads for i in range(threads + 1)]
+    count = min(n, threads * PARTS_PER_THREAD)
+    parts = _Parts(work, [n * i // count for i in range(count + 1)])
     pool = _workers(threads - 1)
-    futures: list[Future] = [
-        pool.submit(contextvars.copy_context().run, work, start, stop)
-        for start, stop in zip(bounds[1:-1], bounds[2:], strict=True)
-    ]
-    try:
-        work(bounds[0], bounds[1])
-    finally:  # no part may still write once the caller returns (or raises)
-        errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
+    for _ in range(threads - 1):
+        pool.submit(contextvars.copy_context().run, parts.run)
+    parts.run()
+    parts.done.wait()  # no part may still write once the caller returns (or raises)
+    if parts.errors:
+        raise parts.errors[0]
