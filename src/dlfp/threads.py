@@ -176,10 +176,10 @@ def limited(n: int | None):
 # --- dlfp's element-wise passes, split over the cores ---------------------------------
 
 #: Passes over fewer numbers than this run as one plain call: below it, handing parts
-#: to the pool costs more than the second core saves (``tests/test_conv.py`` times
-#: both sides of it; a hand-off costs tens of microseconds, a pass over 2^16 float32
-#: numbers about as much).
-SPLIT_MIN_SIZE = 1 << 16
+#: to the pool costs more than a second core can save. (On the two-core machine that
+#: builds the book a hand-off took some tens of microseconds, about what one core
+#: takes to multiply 2^18 float32 numbers.)
+SPLIT_MIN_SIZE = 1 << 18
 
 #: Parts of a split pass per thread: a thread that finishes early, or that waits for a
 #: core another process holds, leaves the parts it has not claimed to the others.
