@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 
 import numpy as np
 import pytest
 
-from dlfp import activations, conv, losses, registry
+from dlfp import activations, conv, losses, registry, threads
 from dlfp.gradcheck import check_layer, check_model
 from dlfp.layers import Dense, Dropout, Layer
 from dlfp.model import Sequential, load
@@ -610,3 +611,229 @@ def test_fit_trains_a_cnn_unchanged():
         batch_size=16, rng=rng, validation=(X, y),
     )  # fmt: skip
     assert history.loss[-1] < history.loss[0]
+
+
+# --- Element-wise passes split over threads (dlfp.threads.split) ---------------------
+#
+# Each part of a split pass computes its numbers by the same operations in the same
+# order as the whole pass: the results must agree to the last bit on 1, 2 and 3
+# threads, with parts of unequal sizes (3 threads on odd batches), and with every pass
+# split however small (SPLIT_MIN_SIZE = 0).
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    monkeypatch.setattr(threads, "SPLIT_MIN_SIZE", 0)
+    monkeypatch.setattr(activations, "SPLIT_MIN_SIZE", 0)
+
+
+def on_threads(n, compute):
+    """compute() with dlfp's element-wise passes on n threads."""
+    with threads.limit_elementwise(n):
+        return compute()
+
+
+def assert_same_bits(compute):
+    reference = on_threads(1, compute)
+    for n in (2, 3):
+        for ours, theirs in zip(on_threads(n, compute), reference, strict=True):
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def layer_pass(layer, X, seed=11):
+    """Forward in training, the backward pass, and forward at inference, from a copy
+    of ``layer``'s state: every array the layer returns or keeps."""
+
+    def compute():
+        twin = layer.__class__.__new__(layer.__class__)
+        twin.__dict__ = {
+            key: ({k: v.copy() for k, v in value.items()} if isinstance(value, dict)
+                  else value)
+            for key, value in layer.__dict__.items()
+        }  # fmt: skip
+        out = twin.forward(X, training=True)
+        dout = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+        dX = twin.backward(dout)
+        inference = twin.forward(X, training=False)
+        params = [twin.params[k] for k in sorted(getattr(twin, "params", {}))]
+        grads = [twin.grads[k] for k in sorted(getattr(twin, "grads", {}))]
+        return [out, dX, inference, *params, *grads]
+
+    return compute
+
+
+def channels_last(rng, shape, dtype):
+    """Random maps (B, C, H, W) stored channels-last, as the layers pass them on."""
+    B, C, H, W = shape
+    return rng.standard_normal((B, H, W, C)).astype(dtype).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 16, 14, 14), (3, 3, 7, 9), (2, 4, 6, 6)])
+def test_split_layers_agree_bit_for_bit(split_everything, shape, dtype):
+    """Every layer of the book's CNN, split over 1, 2 and 3 threads: the same bits."""
+    rng = np.random.default_rng(12)
+    B, C, H, W = shape
+    X = channels_last(rng, shape, dtype)
+    bn = conv.BatchNorm2D(C, dtype=dtype)
+    bn.params["gamma"][...] = rng.uniform(0.5, 2, C)
+    bn.params["beta"][...] = rng.standard_normal(C)
+    layers = [
+        conv.Conv2D(C, 8, 3, padding=1, bias=False, rng=rng, dtype=dtype),
+        conv.Conv2D(C, 5, 2, stride=2, rng=rng, dtype=dtype),
+        bn,
+        activations.ReLU(),
+        conv.MaxPool2D(2),
+        conv.MaxPool2D(3, 2),
+    ]
+    for layer in layers:
+        assert_same_bits(layer_pass(layer, X))
+    # A one-channel input takes im2col, not im2col_strided; NCHW maps too.
+    one = conv.Conv2D(1, 4, 3, padding=1, rng=rng, dtype=dtype)
+    assert_same_bits(layer_pass(one, rng.standard_normal((B, 1, H, W)).astype(dtype)))
+    assert_same_bits(layer_pass(bn, rng.standard_normal(shape).astype(dtype)))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_split_copies_agree_bit_for_bit(split_everything, geometry):
+    B, C, H, W, C_out, k, s, p, _ = geometry
+    rng = np.random.default_rng(13)
+    A_pad = rng.standard_normal((B, H + 2 * p, W + 2 * p, C))
+    rows = B * conv.output_size(H, k, s, p) * conv.output_size(W, k, s, p)
+    dtaps = rng.standard_normal((k * k, rows, C))
+    assert_same_bits(
+        lambda: [conv.im2col(A_pad, k, s), conv.im2col_strided(A_pad, k, s)]
+    )
+    assert_same_bits(lambda: [conv.col2im_by_tap(dtaps, A_pad.shape, k, s)])
+
+
+def book_cnn_run(steps, seed=14):
+    """The book's CNN (CNNConfig's architecture) trained ``steps`` steps with AdamW
+    on random images: the losses, the parameters and the statistics of its layers."""
+    from dlfp.cnn import adamw, cnn
+    from dlfp.recipes import CNNConfig
+    from dlfp.train import train_step
+
+    config = CNNConfig()
+    rng = np.random.default_rng(seed)
+    model = cnn(config, rng=np.random.default_rng(config.seed))
+    optimizer = adamw(model, config)
+    run = []
+    for _ in range(steps):
+        X = rng.random((32, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 32)
+        run.append(np.float64(train_step(model, losses.softmax_cross_entropy,
+                                         optimizer, X, y)[0]))  # fmt: skip
+    run += [p.value for p in model.parameters()]
+    run += [layer.params[k] for layer in model.layers for k in ("running_mean",
+            "running_var") if k in getattr(layer, "params", {})]  # fmt: skip
+    run.append(model.predict_logits(rng.random((64, 784), dtype=np.float32)))
+    return run
+
+
+def test_training_the_book_cnn_on_two_threads_changes_no_bit(split_everything):
+    """20 training steps of the book's CNN (batches of 32, every pass split, however
+    small) on one thread and on two: the same losses, parameters and running
+    statistics, to the last bit."""
+    one = on_threads(1, lambda: book_cnn_run(20))
+    two = on_threads(2, lambda: book_cnn_run(20))
+    for ours, theirs in zip(two, one, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_one_thread_never_starts_the_pool(monkeypatch):
+    """DLFP_THREADS=1 (or OMP_NUM_THREADS=1): every pass is a plain call, no thread."""
+    monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "_pool_workers", 0)
+    for name in ("DLFP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv("DLFP_THREADS", raising=False)
+        monkeypatch.setenv(name, "1")
+        assert threads.elementwise_threads() == 1
+        book_cnn_run(2)
+        assert threads._pool is None
+    monkeypatch.setenv("DLFP_THREADS", "2")
+    assert threads.elementwise_threads() == 2
+    with threads.limit_blas(1), threads.limit_elementwise(None):
+        assert threads.elementwise_threads() == 1  # limit_blas caps the passes too
+    with threads.limited(1):
+        assert threads.elementwise_threads() == 1
+    assert threads.elementwise_threads() == 2
+
+
+def two_threads_meet():
+    """A function that the first two parts to call it wait in until both are there: it
+    makes a split pass run two parts at once (or fail after 20 s), whatever the load."""
+    barrier, calls, lock = threading.Barrier(2, timeout=20), [], threading.Lock()
+
+    def meet():
+        with lock:
+            calls.append(None)
+            first_two = len(calls) <= 2
+        if first_two:
+            barrier.wait()
+
+    return meet
+
+
+def test_split_runs_small_passes_inline_and_large_ones_on_the_pool():
+    calls, caller = [], threading.current_thread().name
+    meet = two_threads_meet()
+
+    def work(start, stop):
+        meet()
+        calls.append((start, stop, threading.current_thread().name))
+
+    with threads.limit_elementwise(2):
+        threads.split(
+            lambda a, b: calls.append((a, b)), 128, threads.SPLIT_MIN_SIZE - 1
+        )
+        assert calls == [(0, 128)]
+        calls.clear()
+        threads.split(work, 128, threads.SPLIT_MIN_SIZE)
+        parts = 2 * threads.PARTS_PER_THREAD
+        assert sorted(c[:2] for c in calls) == [
+            (128 * i // parts, 128 * (i + 1) // parts) for i in range(parts)
+        ]
+        assert {c[2] == caller for c in calls} == {True, False}  # caller and pool
+        calls.clear()
+        threads.split(lambda a, b: calls.append((a, b)), 1, 10**9)  # one example
+        assert calls == [(0, 1)]
+
+
+def test_split_parts_run_in_the_callers_errstate_and_raise_its_errors():
+    seen, meet = [], two_threads_meet()
+
+    def work(start, stop):
+        meet()
+        seen.append((np.geterr()["over"], threading.current_thread().name))
+        if start > 0:
+            raise ZeroDivisionError("from a later part")
+
+    with threads.limit_elementwise(2), np.errstate(over="ignore"):
+        with pytest.raises(ZeroDivisionError, match="later part"):
+            threads.split(work, 4, threads.SPLIT_MIN_SIZE)
+    assert len(seen) == 4 and {over for over, _ in seen} == {"ignore"}
+    assert len({name for _, name in seen}) == 2  # the pool's thread too
+
+
+def test_split_inside_a_part_runs_inline():
+    inner_calls, meet = [], two_threads_meet()
+
+    def outer(start, stop):
+        meet()
+        in_pool = threading.current_thread() is not threading.main_thread()
+        threads.split(
+            lambda a, b: inner_calls.append((in_pool, a, b)), 8, threads.SPLIT_MIN_SIZE
+        )
+
+    with threads.limit_elementwise(2):
+        threads.split(outer, 2, threads.SPLIT_MIN_SIZE)
+    assert (True, 0, 8) in inner_calls  # a part on the pool: its split is one call
+    assert [c for c in inner_calls if c[0]] == [(True, 0, 8)]
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True])
+def test_limit_elementwise_wants_a_whole_number(n):
+    with pytest.raises(ValueError, match="whole number"), threads.limit_elementwise(n):
+        pass

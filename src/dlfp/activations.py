@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .layers import Layer
+from .threads import SPLIT_MIN_SIZE, split
 
 __all__ = [
     "sigmoid",
@@ -98,13 +99,36 @@ class ReLU(Layer):
     _mask = None
 
     def forward(self, X, training=False):
-        mask = X > 0
+        X = np.asarray(X)
+        if X.ndim == 0 or X.size < SPLIT_MIN_SIZE:
+            mask = X > 0
+            out = X * mask  # multiplying by the mask keeps the dtype
+        else:  # the same two passes, split over the batch (dlfp.threads.split)
+            mask = np.empty_like(X, dtype=bool)
+            out = np.empty_like(X, dtype=np.result_type(X, mask))
+
+            def relu(start: int, stop: int) -> None:  # examples start to stop
+                np.greater(X[start:stop], 0, out=mask[start:stop])
+                np.multiply(X[start:stop], mask[start:stop], out=out[start:stop])
+
+            split(relu, len(X), X.size)
         self._mask = mask if training else None
-        return X * mask  # multiplying by the mask keeps the dtype and allocates once
+        return out
 
     def backward(self, dout, input_grad=True):
         mask = self._cached(self._mask)
-        return dout * mask if input_grad else None  # eq. (6.5)
+        if not input_grad:
+            return None
+        dout = np.asarray(dout)
+        if dout.ndim == 0 or dout.size < SPLIT_MIN_SIZE:
+            return dout * mask  # eq. (6.5)
+        dX = np.empty_like(dout, dtype=np.result_type(dout, mask))
+
+        def relu_gradient(start: int, stop: int) -> None:  # examples start to stop
+            np.multiply(dout[start:stop], mask[start:stop], out=dX[start:stop])
+
+        split(relu_gradient, len(dout), dout.size)  # eq. (6.5), split over the batch
+        return dX
 
 
 class LeakyReLU(Layer):

@@ -15,7 +15,11 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   shorter routes to the same numbers, which move memory in longer runs:
   :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
   pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
-  routes above, which is what the chapter's profile "before" measures.
+  routes above, which is what the chapter's profile "before" measures. Their large
+  copies and element-wise passes are cut along the batch into parts that run at once
+  on every core the library may use (:func:`dlfp.threads.split`; one core inside
+  ``with dlfp.threads.limit_elementwise(1):``), each part by the same operations in
+  the same order: the same numbers on any number of threads.
 
 The layers keep their results in *channels-last* memory: an output of shape
 (B, C, H, W) is a view of an array stored as (B, H, W, C), whose rows of C channels
@@ -34,6 +38,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import init as initializers
 from .layers import Layer
+from .threads import split
 
 __all__ = [
     "output_size",
@@ -261,11 +266,15 @@ def im2col(A_pad: np.ndarray, k: int, stride: int, out: np.ndarray | None = None
     H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
     if out is None:
         out = np.empty((B, H_out, W_out, k, k, C), dtype=A_pad.dtype)
-    for u in range(k):  # k^2 copies of the whole input, each shifted by (u, v)
-        for v in range(k):
-            rows = slice(u, u + stride * (H_out - 1) + 1, stride)
-            cols = slice(v, v + stride * (W_out - 1) + 1, stride)
-            out[:, :, :, u, v, :] = A_pad[:, rows, cols, :]
+
+    def copy_windows(start: int, stop: int) -> None:  # examples start to stop
+        for u in range(k):  # k^2 copies of the whole input, each shifted by (u, v)
+            for v in range(k):
+                rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+                cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+                out[start:stop, :, :, u, v, :] = A_pad[start:stop, rows, cols, :]
+
+    split(copy_windows, B, out.size)  # on every core the library may use
     return out.reshape(B * H_out * W_out, k * k * C)
 
 
@@ -327,7 +336,13 @@ def im2col_strided(A_pad: np.ndarray, k: int, stride: int) -> np.ndarray:
         strides=(s_B, stride * s_H, stride * s_W, s_H, s_C),
         writeable=False,
     )
-    return view.reshape(B * H_out * W_out, k * k * C)  # reshape copies it, once
+    cols = np.empty(view.shape, dtype=A_pad.dtype)
+
+    def copy_windows(start: int, stop: int) -> None:  # examples start to stop
+        cols[start:stop] = view[start:stop]  # one copy
+
+    split(copy_windows, B, cols.size)  # on every core the library may use
+    return cols.reshape(B * H_out * W_out, k * k * C)
 
 
 def col2im_by_tap(
@@ -343,10 +358,15 @@ def col2im_by_tap(
     B, H_pad, W_pad, C = pad_shape
     H_out, W_out = (H_pad - k) // stride + 1, (W_pad - k) // stride + 1
     dA_pad = np.zeros(pad_shape, dtype=dtaps.dtype)
-    for n, (u, v) in enumerate(np.ndindex(k, k)):  # the order of col2im's adds
-        rows = slice(u, u + stride * (H_out - 1) + 1, stride)
-        cols = slice(v, v + stride * (W_out - 1) + 1, stride)
-        dA_pad[:, rows, cols, :] += dtaps[n].reshape(B, H_out, W_out, C)
+    taps = dtaps.reshape(k * k, B, H_out, W_out, C)
+
+    def add_taps(start: int, stop: int) -> None:  # examples start to stop
+        for n, (u, v) in enumerate(np.ndindex(k, k)):  # the order of col2im's adds
+            rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+            cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+            dA_pad[start:stop, rows, cols, :] += taps[n, start:stop]
+
+    split(add_taps, B, dtaps.size)  # on every core the library may use
     return dA_pad
 
 
@@ -456,8 +476,13 @@ class Conv2D(Layer):
             or self._pad_buffer.dtype != A.dtype
         ):
             self._pad_buffer = np.zeros(shape, dtype=A.dtype)  # the border stays 0
-        self._pad_buffer[:, p : p + n_H, p : p + n_W, :] = A
-        return self._pad_buffer
+        buffer = self._pad_buffer
+
+        def pad(start: int, stop: int) -> None:  # examples start to stop
+            buffer[start:stop, p : p + n_H, p : p + n_W, :] = A[start:stop]
+
+        split(pad, B, A.size)
+        return buffer
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         _check_maps("Conv2D", X, self.c_in)
@@ -605,8 +630,16 @@ class BatchNorm2D(Layer):
             self._cache = None
             mean, var = self.params["running_mean"], self.params["running_var"]
             scale = gamma / np.sqrt(var + self.eps)
-            out = (Z_rows - np.tile(mean, reps)) * np.tile(scale, reps)
-            out += np.tile(beta, reps)
+            mean, scale, beta = (np.tile(v, reps) for v in (mean, scale, beta))
+            centred = np.result_type(Z_rows, mean)  # the dtypes of (Z - mean) scale
+            out = np.empty(Z_rows.shape, np.result_type(centred, scale))
+
+            def standardise(rows: slice) -> None:
+                np.subtract(Z_rows[rows], mean, out=out[rows])
+                out[rows] *= scale
+                out[rows] += beta
+
+            _by_rows(standardise, Z_rows)
             return _channels_first(out.reshape(B, n_H, n_W, C))
         if B < 2:
             raise ValueError(
@@ -616,21 +649,32 @@ class BatchNorm2D(Layer):
             )
         n_bn = len(Z)
         mean = self._column_sums(Z) / n_bn
-        Z_hat = (Z_rows - np.tile(mean, reps)).reshape(-1, C)
-        squares = Z_hat * Z_hat
-        var = self._column_sums(squares) / n_bn  # biased: the batch's variance
+        mean_rows = np.tile(mean, reps)
+        Z_hat_rows = np.empty(Z_rows.shape, np.result_type(Z_rows, mean_rows))
+        squares = np.empty_like(Z_hat_rows)
+
+        def centre(rows: slice) -> None:
+            np.subtract(Z_rows[rows], mean_rows, out=Z_hat_rows[rows])
+            np.multiply(Z_hat_rows[rows], Z_hat_rows[rows], out=squares[rows])
+
+        _by_rows(centre, Z_rows)
+        var = self._column_sums(squares.reshape(-1, C)) / n_bn  # biased variance
         inv_std = 1 / np.sqrt(var + self.eps)
-        Z_hat_rows = self._rows(Z_hat, n_W)[0]  # a view: Z_hat changes with it
-        Z_hat_rows *= np.tile(inv_std, reps)  # standardised: eq. (17.3)
         rho = self.momentum  # eq. (17.4), unbiased variance
         self.params["running_mean"] *= 1 - rho
         self.params["running_mean"] += rho * mean
         self.params["running_var"] *= 1 - rho
         self.params["running_var"] += rho * var * (n_bn / (n_bn - 1))
-        self._cache = (Z_hat, inv_std)
-        out = self._rows(squares, n_W)[0]  # the squares' memory, no longer needed
-        np.multiply(Z_hat_rows, np.tile(gamma, reps), out=out)
-        out += np.tile(beta, reps)
+        self._cache = (Z_hat_rows.reshape(-1, C), inv_std)
+        out = squares  # the squares' memory, no longer needed
+        inv_std_rows, gamma, beta = (np.tile(v, reps) for v in (inv_std, gamma, beta))
+
+        def scale_and_shift(rows: slice) -> None:
+            Z_hat_rows[rows] *= inv_std_rows  # standardised: eq. (17.3)
+            np.multiply(Z_hat_rows[rows], gamma, out=out[rows])
+            out[rows] += beta
+
+        _by_rows(scale_and_shift, Z_rows)
         return _channels_first(out.reshape(B, n_H, n_W, C))
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -639,19 +683,32 @@ class BatchNorm2D(Layer):
         D = _channels_last(dout).reshape(-1, C)  # dL/dy, one column per channel
         n_bn = len(D)
         dbeta = self._column_sums(D)  # eq. (18.4)
-        D_Z_hat = D * Z_hat
-        dgamma = self._column_sums(D_Z_hat)
+        (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
+        D_Z_hat = np.empty(D_rows.shape, np.result_type(D_rows, Z_hat_rows))
+
+        def d_times_z_hat(rows: slice) -> None:
+            np.multiply(D_rows[rows], Z_hat_rows[rows], out=D_Z_hat[rows])
+
+        _by_rows(d_times_z_hat, D_rows)
+        dgamma = self._column_sums(D_Z_hat.reshape(-1, C))
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not input_grad:
             return None
-        (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
         # eq. (18.6): dZ = (gamma / sigma_hat) (D - mean(D) - Z_hat mean(D Z_hat))
-        dZ = self._rows(D_Z_hat, n_W)[0]  # D Z_hat's memory, no longer needed
-        np.multiply(Z_hat_rows, np.tile(dgamma / n_bn, reps), out=dZ)
-        dZ += np.tile(dbeta / n_bn, reps)
-        np.subtract(D_rows, dZ, out=dZ)
-        dZ *= np.tile(self.params["gamma"] * inv_std, reps)
+        dZ = D_Z_hat  # D Z_hat's memory, no longer needed
+        along_z_hat, mean_D, scale = (
+            np.tile(v, reps)
+            for v in (dgamma / n_bn, dbeta / n_bn, self.params["gamma"] * inv_std)
+        )
+
+        def input_gradient(rows: slice) -> None:
+            np.multiply(Z_hat_rows[rows], along_z_hat, out=dZ[rows])
+            dZ[rows] += mean_D
+            np.subtract(D_rows[rows], dZ[rows], out=dZ[rows])
+            dZ[rows] *= scale
+
+        _by_rows(input_gradient, D_rows)
         return _channels_first(dZ.reshape(B, n_H, n_W, C))
 
     def config(self) -> dict[str, Any]:
@@ -661,6 +718,13 @@ class BatchNorm2D(Layer):
             "eps": self.eps,
             "dtype": str(self.dtype),
         }
+
+
+def _by_rows(work, M: np.ndarray) -> None:
+    """``work(rows)`` on slices of rows that cover the 2-D matrix M, at once on every
+    core the library may use (:func:`dlfp.threads.split`); ``work`` must compute each
+    row alone."""
+    split(lambda start, stop: work(slice(start, stop)), len(M), M.size)
 
 
 class MaxPool2D(Layer):
@@ -760,9 +824,19 @@ def _pool_2x2(A: np.ndarray, training: bool):
     H2, W2 = 2 * (A.shape[1] // 2), 2 * (A.shape[2] // 2)
     a, b = A[:, 0:H2:2, 0:W2:2], A[:, 0:H2:2, 1:W2:2]
     c, d = A[:, 1:H2:2, 0:W2:2], A[:, 1:H2:2, 1:W2:2]
-    top, bottom = np.maximum(a, b), np.maximum(c, d)
-    out = np.maximum(top, bottom)
-    winner = (top >= bottom, a >= b, c >= d) if training else None
+    out = np.empty(a.shape, A.dtype)
+    winner = tuple(np.empty(a.shape, bool) for _ in range(3)) if training else None
+
+    def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
+        e = slice(start, stop)
+        top, bottom = np.maximum(a[e], b[e]), np.maximum(c[e], d[e])
+        np.maximum(top, bottom, out=out[e])
+        if winner is not None:
+            np.greater_equal(top, bottom, out=winner[0][e])
+            np.greater_equal(a[e], b[e], out=winner[1][e])
+            np.greater_equal(c[e], d[e], out=winner[2][e])
+
+    split(pool_2x2, len(A), A.size)  # on every core the library may use
     return out, winner
 
 
@@ -770,14 +844,19 @@ def _route_2x2(D, winner, dA) -> None:
     """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
     in_top, left_in_top, left_in_bottom = winner
     H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
-    D_top = D * in_top
-    D_bottom = D - D_top
     a, b = dA[:, 0:H2:2, 0:W2:2], dA[:, 0:H2:2, 1:W2:2]
     c, d = dA[:, 1:H2:2, 0:W2:2], dA[:, 1:H2:2, 1:W2:2]
-    np.multiply(D_top, left_in_top, out=a)
-    np.subtract(D_top, a, out=b)
-    np.multiply(D_bottom, left_in_bottom, out=c)
-    np.subtract(D_bottom, c, out=d)
+
+    def route_2x2(start: int, stop: int) -> None:  # examples start to stop
+        e = slice(start, stop)
+        D_top = D[e] * in_top[e]
+        D_bottom = D[e] - D_top
+        np.multiply(D_top, left_in_top[e], out=a[e])
+        np.subtract(D_top, a[e], out=b[e])
+        np.multiply(D_bottom, left_in_bottom[e], out=c[e])
+        np.subtract(D_bottom, c[e], out=d[e])
+
+    split(route_2x2, len(D), dA.size)  # on every core the library may use
 
 
 class Flatten(Layer):

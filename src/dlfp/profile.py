@@ -55,6 +55,20 @@ PROFILE_LABELS = {
     ("losses.py", "softmax_cross_entropy"): ("loss", "element-wise"),
     ("optim.py", "update"): ("optimizer (AdamW)", "element-wise"),
     ("optim.py", "step"): ("optimizer (AdamW)", "element-wise"),
+    # The parts that dlfp.threads.split runs, each counted with its layer's work.
+    ("conv.py", "copy_windows"): ("convolution: windows to rows (im2col)", "copy"),
+    ("conv.py", "add_taps"): ("convolution: rows back to pixels (col2im)", "copy"),
+    ("conv.py", "pad"): ("convolution: padding", "copy"),
+    ("conv.py", "_by_rows"): ("batch norm", "element-wise"),
+    ("conv.py", "centre"): ("batch norm", "element-wise"),
+    ("conv.py", "scale_and_shift"): ("batch norm", "element-wise"),
+    ("conv.py", "standardise"): ("batch norm", "element-wise"),
+    ("conv.py", "d_times_z_hat"): ("batch norm", "element-wise"),
+    ("conv.py", "input_gradient"): ("batch norm", "element-wise"),
+    ("conv.py", "pool_2x2"): ("max pooling", "element-wise"),
+    ("conv.py", "route_2x2"): ("max pooling", "element-wise"),
+    ("activations.py", "relu"): ("ReLU", "element-wise"),
+    ("activations.py", "relu_gradient"): ("ReLU", "element-wise"),
 }
 
 
