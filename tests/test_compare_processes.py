@@ -217,19 +217,24 @@ def test_onednn_agrees_with_what_tensorflow_says_at_import():
 
 
 @pytest.mark.mnist
-def test_rounds_in_three_processes_pool_into_one_row_per_setting():
-    """The training rounds of a tiny plan in three fresh processes, PyTorch only: each
-    row holds every timed round once, each process's share, and the oneDNN variable
-    reaches the processes."""
-    plan = compare.Plan(
+def _tiny(rounds: int):
+    """A plan of training rounds of 2 steps, PyTorch's and TensorFlow's plain rows."""
+    return compare.Plan(
         train_steps=2,
-        train_rounds=4,
+        train_rounds=rounds,
         components=False,
         torch_compile=False,
         onnx=False,
         dlfp=False,
         pause=0.0,
     )
+
+
+def test_rounds_in_three_processes_pool_into_one_row_per_setting():
+    """The training rounds of a tiny plan in three fresh processes, PyTorch only: each
+    row holds every timed round once, each process's share, and the oneDNN variable
+    reaches the processes."""
+    plan = _tiny(rounds=4)
     rows = compare.run_processes(
         plan, 3, tasks=["training"], keep=["PyTorch:default", "PyTorch:chapter"]
     )
@@ -249,15 +254,7 @@ def test_op_determinism_processes_time_tensorflows_chapter_row_with_it_on():
     """TensorFlow's op determinism cannot be turned off: its row runs in processes
     that turn it on from the start, which refuse rows that need it off."""
     pytest.importorskip("tensorflow")
-    plan = compare.Plan(
-        train_steps=2,
-        train_rounds=2,
-        components=False,
-        torch_compile=False,
-        onnx=False,
-        dlfp=False,
-        pause=0.0,
-    )
+    plan = _tiny(rounds=2)
     rows = compare.run_processes(
         plan,
         1,
