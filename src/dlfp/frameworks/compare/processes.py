@@ -30,7 +30,8 @@ from pathlib import Path
 
 from .. import _spawn as spawn
 from .machine import threads
-from .rows import TENSORFLOW, Plan, Row
+from .rows import Plan, Row
+from .training import this_process
 
 #: The chapters' trained models that the inference rows time.
 MODELS = ("torch-cnn", "keras-cnn")
@@ -159,12 +160,7 @@ def kept(settings, keep: Sequence[str] | None, op_determinism: bool = False):
     process with TensorFlow's op determinism ``op_determinism`` can time: a TensorFlow
     row whose determinism differs is left out where ``keep`` names it by wildcard (or
     is None), and is an error where ``keep`` names it by role."""
-    matches = [
-        s
-        for s in settings
-        if s.framework != TENSORFLOW
-        or bool(s.options.get("deterministic")) == op_determinism
-    ]
+    matches = this_process(settings, op_determinism)
     if keep is None:
         return matches
     wanted = [tuple(k.split(":", 1)) for k in keep]

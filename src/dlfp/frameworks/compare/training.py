@@ -201,11 +201,14 @@ def tf_settings(deterministic: bool):
     yield
 
 
-def this_process(settings: Sequence[Setting]) -> list[Setting]:
+def this_process(
+    settings: Sequence[Setting], op_determinism: bool | None = None
+) -> list[Setting]:
     """The settings a process can time as it stands: TensorFlow's rows whose op
-    determinism is what the process has (:func:`~.machine.tf_op_determinism`), every
-    other row. The others need processes of their own (:func:`run_processes`)."""
-    on = tf_op_determinism()
+    determinism is what the process has (``op_determinism``; None: this process's,
+    :func:`~.machine.tf_op_determinism`), every other row. The others need processes
+    of their own (:func:`run_processes`)."""
+    on = tf_op_determinism() if op_determinism is None else op_determinism
     return [
         s
         for s in settings
