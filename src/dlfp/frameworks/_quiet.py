@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-__all__ = ["import_tensorflow"]
+__all__ = ["import_tensorflow", "stderr_to_devnull"]
 
 
 @contextlib.contextmanager

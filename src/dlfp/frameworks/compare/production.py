@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._quiet import stderr_to_devnull
 from .rows import SIDE
 
 __all__ = [
@@ -220,7 +221,7 @@ def run_litert(
     warnings the interpreter raises (TensorFlow's deprecates ``tf.lite.Interpreter``)
     are appended to ``notices`` when it is given, and never printed."""
     x = np.ascontiguousarray(images.reshape(-1, SIDE, SIDE, 1), dtype=np.float32)
-    with _quiet_fd2():  # the interpreter announces its XNNPACK delegate on stderr
+    with stderr_to_devnull():  # the interpreter announces its XNNPACK delegate
         interpreter, caught = _interpreter(Path(path))
         entry = interpreter.get_input_details()[0]
         interpreter.resize_tensor_input(entry["index"], list(x.shape))
@@ -231,13 +232,6 @@ def run_litert(
     if notices is not None:
         notices.extend(caught)
     return np.array(logits)
-
-
-def _quiet_fd2():
-    """File descriptor 2 sent to /dev/null (C++ log lines), as TensorFlow's import."""
-    from .._quiet import stderr_to_devnull
-
-    return stderr_to_devnull()
 
 
 # --- Fresh processes: cold start and peak memory --------------------------------------
