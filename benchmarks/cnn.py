@@ -15,12 +15,14 @@ run one after the other (:func:`dlfp.frameworks.compare.run_processes`): a proce
 own state (memory layout, what it compiled) then varies between the rounds, as it would
 between two runs of a program. Each row's median per process is kept under
 ``"medians_per_process"``: where the processes disagree more than their rounds do, the
-pooled interval (which treats all rounds alike) is too narrow. ``--onednn`` also times
-TensorFlow with oneDNN's optimisations switched the other way, in as many processes
-again, each row paired with PyTorch's default in its own rounds. TensorFlow's row with
-op determinism (as its chapter trains) always runs in processes of its own, which turn
-it on from the start (TensorFlow cannot turn it off), timed the same way
-(``"tf_op_determinism"``).
+pooled interval (which treats all rounds alike) is too narrow. With several processes,
+the settings that only a fresh process can change are timed in sets of processes of
+their own, each against a control set that times the same two rows (TensorFlow's and,
+as the reference, PyTorch's default) as the machine has them: TensorFlow's op
+determinism, as its chapter trains (TensorFlow cannot turn it off;
+``"tf_op_determinism"``), and with ``--onednn`` oneDNN's optimisations switched the
+other way (``"onednn_flipped"``). ``"company"`` compares the control with the main
+processes: the same row, with and without every other configuration beside it.
 
 Absolute times depend on the machine and on its load: read the ratios, which compare
 rows measured in the same rounds. ``--page`` runs the reduced form the verdict chapter
@@ -130,44 +132,32 @@ def per_process(rows) -> dict:
     return out
 
 
-def flipped_onednn(plan, processes: int, rows) -> dict:
-    """TensorFlow's default and best rows with oneDNN's optimisations switched the
-    other way (``TF_ENABLE_ONEDNN_OPTS``, read at import: fresh processes), each paired
-    with PyTorch's default row timed in the same rounds; and oneDNN on against off for
-    each, through that reference (:func:`dlfp.frameworks.compare.across_processes`)."""
-    here = compare.onednn()
-    flipped = compare.run_processes(
-        plan,
-        processes,
-        keep=["PyTorch:default", "TensorFlow:default", "TensorFlow:best"],
-        env={"TF_ENABLE_ONEDNN_OPTS": "0" if here else "1"},
-    )
-    out: dict = {"onednn_here": here, "on_over_off": {}}
-    out["rows"] = [r.as_dict() for r in flipped]
-    for task in TASKS:
-        refs = {
-            here: compare.find(rows, compare.PYTORCH, task, "default"),
-            not here: compare.find(flipped, compare.PYTORCH, task, "default"),
-        }
-        for role in ("default", "best"):
-            tf_rows = {
-                here: compare.find(rows, compare.TENSORFLOW, task, role, None),
-                not here: compare.find(flipped, compare.TENSORFLOW, task, role, None),
-            }
-            if all(r is not None and r.available for r in tf_rows.values()):
-                out["on_over_off"][f"{task}: {tf_rows[True].label}"] = (
-                    compare.across_processes(
-                        tf_rows[True], refs[True], tf_rows[False], refs[False]
-                    )
-                )
-    return out
+#: What every set of processes that differs from another by one process-wide setting
+#: times: TensorFlow's default (with op determinism on, its chapter row, which differs
+#: from the default by that alone) and PyTorch's default, the reference that carries
+#: the comparison across the processes.
+SIDE = ["PyTorch:default", "TensorFlow:default"]
 
 
-def deterministic_tf(plan, processes: int, rows) -> dict:
-    """TensorFlow's chapter row, op determinism on, in processes of its own (TensorFlow
-    cannot turn it off again), paired with PyTorch's default in their rounds; and
-    against TensorFlow's default through that reference
-    (:func:`dlfp.frameworks.compare.across_processes`)."""
+def _plain(v: dict | None) -> dict | None:
+    """A comparison of :func:`dlfp.frameworks.compare.through_reference` as JSON."""
+    return None if v is None else {**v, "labels": list(v["labels"])}
+
+
+def side_sets(plan, processes: int, rows, onednn: bool) -> dict:
+    """The settings that only a fresh process can change, each timed in ``processes``
+    processes of its own against a control set of as many processes that time the same
+    rows with the setting left as this machine has it (the same company, the one
+    setting apart): TensorFlow's op determinism (training; TensorFlow can turn it on
+    but not off), and with ``onednn`` its oneDNN optimisations switched the other way
+    (``TF_ENABLE_ONEDNN_OPTS``, read at import; training and inference). Each through
+    PyTorch's default (:func:`dlfp.frameworks.compare.through_reference`). Also the
+    control against the main processes ``rows``: the same TensorFlow row, in other
+    company (every other configuration beside it), which is what a comparison through
+    the reference without a control would take for the setting's effect."""
+    run = ["training", "inference"] if onednn else ["training"]
+    tasks = TASKS if onednn else TASKS[:1]  # the rows' tasks
+    control = compare.run_processes(plan, processes, tasks=run, keep=SIDE)
     det = compare.run_processes(
         plan,
         processes,
@@ -175,16 +165,37 @@ def deterministic_tf(plan, processes: int, rows) -> dict:
         keep=["PyTorch:default", "TensorFlow:chapter"],
         op_determinism=True,
     )
-    t, k, task = compare.PYTORCH, compare.TENSORFLOW, "training"
-    chapter = compare.find(det, k, task, "chapter")
-    out: dict = {"rows": [r.as_dict() for r in det], "chapter_over_default": None}
-    if chapter.available:
-        out["chapter_over_default"] = compare.across_processes(
-            chapter,
-            compare.find(det, t, task, "default"),
-            compare.find(rows, k, task, "default"),
-            compare.find(rows, t, task, "default"),
+    out: dict = {
+        "control_rows": [r.as_dict() for r in control],
+        "company": {
+            task: _plain(compare.through_reference(rows, control, task))
+            for task in tasks
+        },
+        "tf_op_determinism": {
+            "rows": [r.as_dict() for r in det],
+            "chapter_over_default": _plain(
+                compare.through_reference(det, control, "training", "chapter")
+            ),
+        },
+    }
+    if onednn:
+        here = compare.onednn()
+        flipped = compare.run_processes(
+            plan,
+            processes,
+            tasks=run,
+            keep=SIDE,
+            env={"TF_ENABLE_ONEDNN_OPTS": "0" if here else "1"},
         )
+        sets = {here: control, not here: flipped}  # oneDNN on: True
+        out["onednn_flipped"] = {
+            "onednn_here": here,
+            "rows": [r.as_dict() for r in flipped],
+            "on_over_off": {
+                task: _plain(compare.through_reference(sets[True], sets[False], task))
+                for task in tasks
+            },
+        }
     return out
 
 
@@ -287,9 +298,8 @@ def main() -> None:
         "rows": [r.as_dict() for r in rows],
         **dlfp_speed(rows, config, data),
     }
-    result["tf_op_determinism"] = deterministic_tf(plan, args.processes, rows)
-    if args.onednn:
-        result["onednn_flipped"] = flipped_onednn(plan, args.processes, rows)
+    if args.processes > 1:
+        result.update(side_sets(plan, args.processes, rows, args.onednn))
     text = json.dumps(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

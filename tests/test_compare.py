@@ -224,6 +224,29 @@ def test_the_rounds_run_in_the_designs_orders_after_a_measured_pause():
         assert all(0.02 <= w < 0.06 + 0.05 for w in row.waited)
 
 
+def test_the_rounds_collect_only_what_they_made_and_unfreeze_after():
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    seen = []
+
+    def runner(data):
+        # garbage in a cycle made inside a round: the next round's collection frees it
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        seen.append((weakref.ref(a), gc.get_freeze_count() > 0))
+
+    assert gc.get_freeze_count() == 0
+    row = _row("PyTorch", "cpu", seconds=())
+    compare.harness._interleave([row], [runner], 3, 0, lambda r: None, 0.0)
+    assert all(frozen for _, frozen in seen)  # the old objects were frozen meanwhile
+    assert seen[0][0]() is None  # collected by the second round's collection
+    assert gc.get_freeze_count() == 0  # and given back to the collector
+
+
 def test_idle_cpu_measures_threads_that_stay_busy():
     import threading
 

@@ -318,3 +318,29 @@ def test_rows_of_different_processes_are_compared_through_their_references():
     same, ref_same = pair(1.0, 1.2)
     v = stats.across_processes(same, ref_same, on, ref_on)
     assert v["outcome"] in ("equivalent", "inconclusive") and abs(v["ratio"] - 1) < 0.05
+
+
+def test_through_reference_finds_the_rows_of_each_set_and_their_references():
+    """The same comparison from whole sets of rows: TensorFlow's default of one set
+    against its chapter row of another, each through the PyTorch default of its own
+    set; None where a row is missing or could not run."""
+    rng = np.random.default_rng(5)
+
+    def one_set(role, factor, machine):
+        ref = np.exp(rng.normal(0, 0.02, 12)) * machine
+        tf = ref * factor * np.exp(rng.normal(0, 0.02, 12))
+        other = ref * 3.0  # a row of the set that the comparison leaves alone
+        return [
+            _row("torch", ref, role="default"),
+            _row("tf", tf, framework="TensorFlow", role=role),
+            _row("tf, other", other, framework="TensorFlow", role="best"),
+        ]
+
+    control, det = one_set("default", 2.0, 1.0), one_set("chapter", 2.6, 1.3)
+    v = compare.through_reference(det, control, "training", "chapter")
+    assert v["outcome"] == "slower" and 1.2 < v["ratio"] < 1.4
+    assert v["labels"] == ("tf", "tf") and v["rounds"] == (12, 12)
+    assert 2.4 < v["a_over_reference"] < 2.8 and 1.9 < v["b_over_reference"] < 2.1
+    assert compare.through_reference(det, control, "training") is None  # no default
+    det[1].error = "unavailable here"
+    assert compare.through_reference(det, control, "training", "chapter") is None

@@ -110,7 +110,7 @@ from .stats import (
     speed_verdicts,
     t_quantile,
 )
-from .table import by_label, fastest, find, table, versus
+from .table import by_label, fastest, find, table, through_reference, versus
 from .training import DeterminismError, run_training, this_process, training_settings
 
 #: The module :mod:`.machine` (its name here is taken by :func:`machine`).
@@ -175,5 +175,6 @@ __all__ = [
     "speed_verdicts",
     "WorkerError",
     "across_processes",
+    "through_reference",
     "shift_ci",
 ]

@@ -1,4 +1,5 @@
-"""Reading the rows: finding a row, saying which of two is faster, and the table."""
+"""Reading the rows: finding a row, saying which of two is faster (in one set of
+processes or across two), and the table."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .rows import DLFP, PYTORCH, Row
-from .stats import paired_ratio, speed_verdict
+from .rows import DLFP, PYTORCH, TENSORFLOW, Row
+from .stats import across_processes, paired_ratio, speed_verdict
 
 
 def selection_rounds(row: Row) -> tuple[list[int], list[int]]:
@@ -77,6 +78,42 @@ def by_label(rows: Sequence[Row], task: str, label: str) -> Row:
         if r.task == task and r.label == label:
             return r
     raise KeyError(f"no {task} row labelled {label!r}")
+
+
+def through_reference(
+    a_rows: Sequence[Row],
+    b_rows: Sequence[Row],
+    task: str = "training",
+    role_a: str = "default",
+    role_b: str = "default",
+    framework: str = TENSORFLOW,
+) -> dict | None:
+    """``framework``'s row ``role_a`` of the processes that timed ``a_rows`` against
+    its row ``role_b`` of the processes that timed ``b_rows`` (a setting that only
+    another process can change, such as oneDNN's or TensorFlow's op determinism),
+    each paired with PyTorch's default row of its own rounds, the reference that
+    carries the comparison across the processes (:func:`.stats.across_processes`).
+
+    The reference cancels what the two sets of processes do to both frameworks
+    alike, not what differs between them for ``framework`` alone, such as the
+    company of other configurations: the fair control holds the same rows as the
+    other set, the one setting apart. Returns None where either row is missing or
+    was unavailable; otherwise :func:`.stats.across_processes`'s dict, with the two
+    rows' labels (``labels``) and each one's median paired ratio to its reference
+    (``a_over_reference``, ``b_over_reference``)."""
+    a, b = (
+        find(a_rows, framework, task, role_a, None),
+        find(b_rows, framework, task, role_b, None),
+    )
+    if a is None or b is None or not (a.available and b.available):
+        return None
+    ref_a, ref_b = (find(r, PYTORCH, task, "default") for r in (a_rows, b_rows))
+    return {
+        **across_processes(a, ref_a, b, ref_b),
+        "labels": (a.label, b.label),
+        "a_over_reference": paired_ratio(a, ref_a)["median"],
+        "b_over_reference": paired_ratio(b, ref_b)["median"],
+    }
 
 
 def _interval(low: float, high: float, level: float = 0.95) -> str:
