@@ -50,17 +50,22 @@ book: setup
 # machine; make test fails if either side does.
 TEST_ARTIFACTS := $(abspath $(TEST_BUILD)/artifacts)
 test: setup
+	@echo "[make test $$(date -u +%T)] unit tests"
 	$(BIN)/python -m pytest -m "not slow and not book and not binder and not launch"
 	rm -rf $(TEST_BUILD)
+	@echo "[make test $$(date -u +%T)] the HTML book, from scratch"
 	DLFP_ARTIFACTS=$(TEST_ARTIFACTS) \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(TEST_BUILD) .
+	@echo "[make test $$(date -u +%T)] Binder's environment"
 	$(MAKE) binder
+	@echo "[make test $$(date -u +%T)] the PDF, the pages and the launch paths"
 	@$(MAKE) chapters HTML=$(TEST_BUILD)/_build/html ARTIFACTS=$(TEST_ARTIFACTS) & passes=$$!; \
 	$(MAKE) pdf PDF_BUILD=$(TEST_BUILD) ARTIFACTS=$(TEST_ARTIFACTS) \
 	  && $(BIN)/python -m pytest tests/book -m book --book-dir=$(TEST_BUILD)/_build/html \
 	       --book-pdf=$(TEST_BUILD)/_build/latex/dlfp.pdf \
 	  && $(MAKE) launch; rest=$$?; \
-	wait $$passes; passes=$$?; test $$rest = 0 && test $$passes = 0
+	wait $$passes; passes=$$?; echo "[make test $$(date -u +%T)] done"; \
+	test $$rest = 0 && test $$passes = 0
 
 # The book as one PDF through LaTeX. It reuses the notebooks that the HTML build in the same
 # folder executed (Jupyter Book's execution cache in $(PDF_BUILD)/_build/.jupyter_cache), so
