@@ -768,10 +768,11 @@ class MaxPool2D(Layer):
             return None
         B, C, n_H, n_W = in_shape
         D = _channels_last(dout)
-        dA = np.zeros((B, n_H, n_W, C), dtype=dout.dtype)
-        if self.k == self.stride == 2:
+        if self.k == self.stride == 2:  # writes every entry of dA
+            dA = np.empty((B, n_H, n_W, C), dtype=dout.dtype)
             _route_2x2(D, winner, dA)
         else:
+            dA = np.zeros((B, n_H, n_W, C), dtype=dout.dtype)
             _route_windows(D, winner, dA, self.k, self.stride)
         return _channels_first(dA)
 
@@ -814,47 +815,89 @@ def _route_windows(D, winner, dA, k: int, s: int) -> None:
             dA[:, rows, cols, :] += D * (winner == n)
 
 
+def _window_entries(A: np.ndarray) -> np.ndarray:
+    """The entries a b / c d of every 2 x 2 window (stride 2) of channels-last maps
+    A (B, H, W, C), as a view (2, 2, B, H // 2, W // 2, C): ``[0, 0]`` holds every a,
+    ``[0, 1]`` every b, ``[1, 0]`` every c, ``[1, 1]`` every d. A last row or column
+    that no window covers is left out."""
+    B, H, W, C = A.shape
+    h, w = H // 2, W // 2
+    return A[:, : 2 * h, : 2 * w].reshape(B, h, 2, w, 2, C).transpose(2, 4, 0, 1, 3, 5)
+
+
+def _copy_pixels(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for arrays of pixels (..., C), a pixel at a time.
+
+    Where both store each pixel's C numbers next to each other (channels-last maps
+    do), each pixel is viewed as one element of C itemsize bytes: NumPy then copies
+    runs of whole pixels, where a copy of the numbers would pay its fixed cost for
+    every run of C numbers. The same bytes either way.
+    """
+    if dst.strides[-1] == src.strides[-1] == dst.itemsize == src.itemsize:
+        pixel = np.dtype((np.void, dst.shape[-1] * dst.itemsize))
+        dst, src = dst.view(pixel), src.view(pixel)
+    np.copyto(dst, src)
+
+
 def _pool_2x2(A: np.ndarray, training: bool):
     """:func:`_pool_windows` for 2 x 2 windows and stride 2, in fewer passes.
 
     The four entries a b / c d of a window are compared in pairs; the winner is
     described by three comparisons, each keeping the first of two equal entries:
     top row or bottom (max(a, b) >= max(c, d)), and left or right in each row.
+
+    The entries of a window lie in two rows of the map, n_C numbers apart, so the
+    arrays of every a, every b, every c and every d are views whose runs of adjacent
+    numbers hold n_C numbers (16 in the book's first block): NumPy's element-wise
+    loops pay a fixed cost per run. One copy of whole pixels (:func:`_copy_pixels`)
+    first sorts the entries into four contiguous arrays, on which every comparison
+    runs in one stretch. The same comparisons of the same numbers, in the same order.
     """
-    H2, W2 = 2 * (A.shape[1] // 2), 2 * (A.shape[2] // 2)
-    a, b = A[:, 0:H2:2, 0:W2:2], A[:, 0:H2:2, 1:W2:2]
-    c, d = A[:, 1:H2:2, 0:W2:2], A[:, 1:H2:2, 1:W2:2]
-    out = np.empty(a.shape, A.dtype)
-    winner = tuple(np.empty(a.shape, bool) for _ in range(3)) if training else None
+    entries = _window_entries(A)
+    quarters = np.empty(entries.shape, A.dtype)  # a b / c d, each contiguous
+    out = np.empty(entries.shape[2:], A.dtype)
+    winner = tuple(np.empty(out.shape, bool) for _ in range(3)) if training else None
 
     def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        top, bottom = np.maximum(a[e], b[e]), np.maximum(c[e], d[e])
+        _copy_pixels(quarters[:, :, e], entries[:, :, e])
+        (a, b), (c, d) = quarters[:, :, e]
+        if winner is not None:
+            np.greater_equal(a, b, out=winner[1][e])
+            np.greater_equal(c, d, out=winner[2][e])
+        top, bottom = np.maximum(a, b, out=a), np.maximum(c, d, out=c)
         np.maximum(top, bottom, out=out[e])
         if winner is not None:
             np.greater_equal(top, bottom, out=winner[0][e])
-            np.greater_equal(a[e], b[e], out=winner[1][e])
-            np.greater_equal(c[e], d[e], out=winner[2][e])
 
     split(pool_2x2, len(A), A.size)  # on every core the library may use
     return out, winner
 
 
 def _route_2x2(D, winner, dA) -> None:
-    """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
+    """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d.
+
+    The gradients of every a, b, c and d are computed as four contiguous arrays and
+    then copied onto their pixels of dA (:func:`_copy_pixels`); a last row or column
+    of dA that no window covers is set to zero.
+    """
     in_top, left_in_top, left_in_bottom = winner
-    H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
-    a, b = dA[:, 0:H2:2, 0:W2:2], dA[:, 0:H2:2, 1:W2:2]
-    c, d = dA[:, 1:H2:2, 0:W2:2], dA[:, 1:H2:2, 1:W2:2]
+    B, H, W, C = dA.shape
+    entries = _window_entries(dA)
+    quarters = np.empty(entries.shape, dA.dtype)
 
     def route_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        D_top = D[e] * in_top[e]
-        D_bottom = D[e] - D_top
-        np.multiply(D_top, left_in_top[e], out=a[e])
-        np.subtract(D_top, a[e], out=b[e])
-        np.multiply(D_bottom, left_in_bottom[e], out=c[e])
-        np.subtract(D_bottom, c[e], out=d[e])
+        (a, b), (c, d) = quarters[:, :, e]
+        D_top = np.multiply(D[e], in_top[e], out=b)  # b and d hold D_top and D_bottom
+        D_bottom = np.subtract(D[e], D_top, out=d)  # until a and c are computed
+        np.multiply(D_top, left_in_top[e], out=a)
+        np.subtract(D_top, a, out=b)
+        np.multiply(D_bottom, left_in_bottom[e], out=c)
+        np.subtract(D_bottom, c, out=d)
+        _copy_pixels(entries[:, :, e], quarters[:, :, e])
+        dA[e, 2 * (H // 2) :] = 0  # the row and column that no window covers
+        dA[e, :, 2 * (W // 2) :] = 0
 
     split(route_2x2, len(D), dA.size)  # on every core the library may use
 
