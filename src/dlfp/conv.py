@@ -608,23 +608,24 @@ class BatchNorm2D(Layer):
             self._ones = np.ones(len(M), dtype=M.dtype)
         return self._ones.astype(M.dtype, copy=False) @ M
 
-    def _rows(self, M: np.ndarray, n_W: int) -> tuple[np.ndarray, int]:
+    def _rows(self, M: np.ndarray, pixels: int) -> tuple[np.ndarray, int]:
         """The (n_BN, C) matrix M as the matrix that the element-wise passes run on,
         and how many times a per-channel vector must be repeated to fit its rows.
 
-        Fast route: rows of n_W pixels, n_W C numbers, with each per-channel vector
-        tiled n_W times. NumPy's loops then run over rows of n_W C numbers instead of
-        C (16 in the first block), and it pays a fixed cost per row. Same numbers.
+        Fast route: one row per example, its ``pixels`` = n_H n_W pixels, n_H n_W C
+        numbers, with each per-channel vector tiled n_H n_W times. NumPy's loops then
+        run over rows of n_H n_W C numbers instead of C (16 in the first block), and
+        it pays a fixed cost per row. Same numbers.
         """
         if FAST:
-            return M.reshape(-1, n_W * self.channels), n_W
+            return M.reshape(-1, pixels * self.channels), pixels
         return M, 1
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         _check_maps("BatchNorm2D", X, self.channels)
         B, C, n_H, n_W = X.shape
         Z = _channels_last(X).reshape(-1, C)  # (n_BN, C): a view for channels-last maps
-        Z_rows, reps = self._rows(Z, n_W)
+        Z_rows, reps = self._rows(Z, n_H * n_W)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             self._cache = None
@@ -683,7 +684,8 @@ class BatchNorm2D(Layer):
         D = _channels_last(dout).reshape(-1, C)  # dL/dy, one column per channel
         n_bn = len(D)
         dbeta = self._column_sums(D)  # eq. (18.4)
-        (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
+        pixels = n_H * n_W
+        (D_rows, reps), Z_hat_rows = self._rows(D, pixels), self._rows(Z_hat, pixels)[0]
         D_Z_hat = np.empty(D_rows.shape, np.result_type(D_rows, Z_hat_rows))
 
         def d_times_z_hat(rows: slice) -> None:
