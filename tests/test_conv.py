@@ -193,7 +193,7 @@ def test_conv_layer_routes_agree(geometry, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 16, 7, 7)])
 def test_batch_norm_routes_agree_bit_for_bit(shape, dtype):
-    """Rows of n_W n_C with tiled vectors: the same products and sums, in the same
+    """Rows of n_H n_W n_C with tiled vectors: the same products and sums, in the same
     order, as broadcasting over rows of n_C. Both channels-last and NCHW inputs."""
     rng = np.random.default_rng(5)
     layer = conv.BatchNorm2D(shape[1], dtype=dtype)
@@ -274,10 +274,11 @@ def bits(x):
 def test_2x2_pooling_keeps_every_bit_ties_and_signed_zeros_included(
     split_everything, dtype, shape, channels_last_maps
 ):
-    """The 2 x 2 layer sorts the windows' entries into rows before comparing them: the
-    same outputs and gradients to the last bit (-0.0 against +0.0 included) as the
-    comparisons on strided views, on any number of threads; ties go to the first
-    entry in reading order, as in the general route (and in PyTorch)."""
+    """The 2 x 2 layer sorts the windows' entries into rows before comparing them
+    (inside ``conv.straightforward()`` it compares strided views): the same outputs
+    and gradients to the last bit (-0.0 against +0.0 included) as the comparisons on
+    strided views, on any number of threads; ties go to the first entry in reading
+    order, as in the general route (and in PyTorch)."""
     rng = np.random.default_rng(15)
     values = np.array([0.0, -0.0, 1.0, -1.0, 2.0], dtype)  # most windows tie
     A = rng.choice(values, shape)  # (B, H, W, C)
@@ -293,11 +294,14 @@ def test_2x2_pooling_keeps_every_bit_ties_and_signed_zeros_included(
         out = layer.forward(X, training=True)
         return [out, layer.backward(D.transpose(0, 3, 1, 2))]
 
-    for n in (1, 2, 3):
-        out, dA = on_threads(n, compute)
-        assert out.dtype == dA.dtype == dtype
-        np.testing.assert_array_equal(bits(out), bits(out_ref.transpose(0, 3, 1, 2)))
-        np.testing.assert_array_equal(bits(dA), bits(dA_ref.transpose(0, 3, 1, 2)))
+    for route in (contextlib.nullcontext, conv.straightforward):  # sorted or not
+        for n in (1, 2, 3):
+            with route():
+                out, dA = on_threads(n, compute)
+            assert out.dtype == dA.dtype == dtype
+            expected = out_ref.transpose(0, 3, 1, 2)
+            np.testing.assert_array_equal(bits(out), bits(expected))
+            np.testing.assert_array_equal(bits(dA), bits(dA_ref.transpose(0, 3, 1, 2)))
     out_general, winner = conv._pool_windows(A, 2, 2, True)  # the general route
     dA_general = np.zeros_like(A)
     conv._route_windows(D, winner, dA_general, 2, 2)

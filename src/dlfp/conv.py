@@ -13,8 +13,9 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   every window of the input into a row (:func:`im2col`), and its input gradient is
   scattered back by :func:`col2im`. While :data:`FAST` is true (the default) they take
   shorter routes to the same numbers, which move memory in longer runs:
-  :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
-  pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
+  :func:`im2col_strided`, :func:`col2im_by_tap`, batch normalisation on rows of
+  pixels (:meth:`BatchNorm2D._rows`), and 2 x 2 max-pooling on the windows' entries
+  sorted into rows (:func:`_pool_2x2`); inside ``with straightforward():`` they take the
   routes above, which is what the chapter's profile "before" measures. Their large
   copies and element-wise passes are cut along the batch into parts that run at once
   on every core the library may use (:func:`dlfp.threads.split`; one core inside
@@ -298,8 +299,9 @@ def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
 
 
 #: Whether the layers take the fast routes below (True) or the straightforward ones
-#: above: :func:`im2col`, :func:`col2im`, and batch normalisation broadcast over rows
-#: of n_C channels. Both compute the same numbers; :func:`straightforward` switches.
+#: above: :func:`im2col`, :func:`col2im`, batch normalisation broadcast over rows of
+#: n_C channels, and 2 x 2 max-pooling on strided views of the windows' entries. Both
+#: compute the same numbers; :func:`straightforward` switches.
 FAST = True
 
 
@@ -851,23 +853,28 @@ def _pool_2x2(A: np.ndarray, training: bool):
     The entries of a window lie in two rows of the map, n_C numbers apart, so the
     arrays of every a, every b, every c and every d are views whose runs of adjacent
     numbers hold n_C numbers (16 in the book's first block): NumPy's element-wise
-    loops pay a fixed cost per run. One copy of whole pixels (:func:`_copy_pixels`)
-    first sorts the entries into four contiguous arrays, on which every comparison
-    runs in one stretch. The same comparisons of the same numbers, in the same order.
+    loops pay a fixed cost per run. While :data:`FAST` is true, one copy of whole
+    pixels (:func:`_copy_pixels`) first sorts the entries into four contiguous
+    arrays, on which every comparison runs in one stretch; otherwise the comparisons
+    run on the views. The same comparisons of the same numbers, in the same order.
     """
     entries = _window_entries(A)
-    quarters = np.empty(entries.shape, A.dtype)  # a b / c d, each contiguous
+    sort = FAST
+    quarters = np.empty(entries.shape, A.dtype) if sort else None  # a b / c d
     out = np.empty(entries.shape[2:], A.dtype)
     winner = tuple(np.empty(out.shape, bool) for _ in range(3)) if training else None
 
     def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        _copy_pixels(quarters[:, :, e], entries[:, :, e])
-        (a, b), (c, d) = quarters[:, :, e]
+        if quarters is not None:
+            _copy_pixels(quarters[:, :, e], entries[:, :, e])
+        (a, b), (c, d) = entries[:, :, e] if quarters is None else quarters[:, :, e]
         if winner is not None:
             np.greater_equal(a, b, out=winner[1][e])
             np.greater_equal(c, d, out=winner[2][e])
-        top, bottom = np.maximum(a, b, out=a), np.maximum(c, d, out=c)
+        # Sorted, the maxima of the rows take the places of a and c.
+        top = np.maximum(a, b, out=None if quarters is None else a)
+        bottom = np.maximum(c, d, out=None if quarters is None else c)
         np.maximum(top, bottom, out=out[e])
         if winner is not None:
             np.greater_equal(top, bottom, out=winner[0][e])
@@ -879,25 +886,27 @@ def _pool_2x2(A: np.ndarray, training: bool):
 def _route_2x2(D, winner, dA) -> None:
     """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d.
 
-    The gradients of every a, b, c and d are computed as four contiguous arrays and
-    then copied onto their pixels of dA (:func:`_copy_pixels`); a last row or column
-    of dA that no window covers is set to zero.
+    While :data:`FAST` is true the gradients of every a, b, c and d are computed as
+    four contiguous arrays and then copied onto their pixels of dA
+    (:func:`_copy_pixels`); otherwise they are written through the views of dA's
+    entries. A last row or column of dA that no window covers is set to zero.
     """
     in_top, left_in_top, left_in_bottom = winner
     B, H, W, C = dA.shape
     entries = _window_entries(dA)
-    quarters = np.empty(entries.shape, dA.dtype)
+    quarters = np.empty(entries.shape, dA.dtype) if FAST else None
 
     def route_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        (a, b), (c, d) = quarters[:, :, e]
+        (a, b), (c, d) = entries[:, :, e] if quarters is None else quarters[:, :, e]
         D_top = np.multiply(D[e], in_top[e], out=b)  # b and d hold D_top and D_bottom
         D_bottom = np.subtract(D[e], D_top, out=d)  # until a and c are computed
         np.multiply(D_top, left_in_top[e], out=a)
         np.subtract(D_top, a, out=b)
         np.multiply(D_bottom, left_in_bottom[e], out=c)
         np.subtract(D_bottom, c, out=d)
-        _copy_pixels(entries[:, :, e], quarters[:, :, e])
+        if quarters is not None:
+            _copy_pixels(entries[:, :, e], quarters[:, :, e])
         dA[e, 2 * (H // 2) :] = 0  # the row and column that no window covers
         dA[e, :, 2 * (W // 2) :] = 0
 
