@@ -829,18 +829,27 @@ def _window_entries(A: np.ndarray) -> np.ndarray:
     return A[:, : 2 * h, : 2 * w].reshape(B, h, 2, w, 2, C).transpose(2, 4, 0, 1, 3, 5)
 
 
-def _copy_pixels(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src`` for arrays of pixels (..., C), a pixel at a time.
+def _runs_as_elements(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays, each run along its last axis viewed as one element of that many
+    bytes (a NumPy ``void`` dtype), where every array stores its last axis as adjacent
+    numbers; else the arrays unchanged.
 
-    Where both store each pixel's C numbers next to each other (channels-last maps
-    do), each pixel is viewed as one element of C itemsize bytes: NumPy then copies
-    runs of whole pixels, where a copy of the numbers would pay its fixed cost for
-    every run of C numbers. The same bytes either way.
+    A copy between such views (``np.copyto``) moves whole runs as single elements and
+    loops over them along the other axes; a copy of the numbers would pay NumPy's
+    fixed cost for every run. Channels-last maps (B, H, W, C) store each pixel's C
+    numbers next to each other: their runs are pixels. The same bytes are copied
+    either way.
     """
-    if dst.strides[-1] == src.strides[-1] == dst.itemsize == src.itemsize:
-        pixel = np.dtype((np.void, dst.shape[-1] * dst.itemsize))
-        dst, src = dst.view(pixel), src.view(pixel)
-    np.copyto(dst, src)
+    first = arrays[0]
+    if any(
+        A.dtype != first.dtype
+        or A.shape[-1] != first.shape[-1]
+        or A.strides[-1] != A.itemsize
+        for A in arrays
+    ):
+        return arrays
+    run = np.dtype((np.void, first.shape[-1] * first.itemsize))
+    return tuple(A.view(run) for A in arrays)
 
 
 def _pool_2x2(A: np.ndarray, training: bool):
@@ -854,7 +863,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
     arrays of every a, every b, every c and every d are views whose runs of adjacent
     numbers hold n_C numbers (16 in the book's first block): NumPy's element-wise
     loops pay a fixed cost per run. While :data:`FAST` is true, one copy of whole
-    pixels (:func:`_copy_pixels`) first sorts the entries into four contiguous
+    pixels (:func:`_runs_as_elements`) first sorts the entries into four contiguous
     arrays, on which every comparison runs in one stretch; otherwise the comparisons
     run on the views. The same comparisons of the same numbers, in the same order.
     """
@@ -866,8 +875,8 @@ def _pool_2x2(A: np.ndarray, training: bool):
 
     def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        if quarters is not None:
-            _copy_pixels(quarters[:, :, e], entries[:, :, e])
+        if quarters is not None:  # one copy of whole pixels
+            np.copyto(*_runs_as_elements(quarters[:, :, e], entries[:, :, e]))
         (a, b), (c, d) = entries[:, :, e] if quarters is None else quarters[:, :, e]
         if winner is not None:
             np.greater_equal(a, b, out=winner[1][e])
@@ -888,7 +897,7 @@ def _route_2x2(D, winner, dA) -> None:
 
     While :data:`FAST` is true the gradients of every a, b, c and d are computed as
     four contiguous arrays and then copied onto their pixels of dA
-    (:func:`_copy_pixels`); otherwise they are written through the views of dA's
+    (:func:`_runs_as_elements`); otherwise they are written through the views of dA's
     entries. A last row or column of dA that no window covers is set to zero.
     """
     in_top, left_in_top, left_in_bottom = winner
@@ -905,8 +914,8 @@ def _route_2x2(D, winner, dA) -> None:
         np.subtract(D_top, a, out=b)
         np.multiply(D_bottom, left_in_bottom[e], out=c)
         np.subtract(D_bottom, c, out=d)
-        if quarters is not None:
-            _copy_pixels(entries[:, :, e], quarters[:, :, e])
+        if quarters is not None:  # one copy of whole pixels
+            np.copyto(*_runs_as_elements(entries[:, :, e], quarters[:, :, e]))
         dA[e, 2 * (H // 2) :] = 0  # the row and column that no window covers
         dA[e, :, 2 * (W // 2) :] = 0
 
