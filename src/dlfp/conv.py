@@ -868,8 +868,7 @@ def _pool_2x2(A: np.ndarray, training: bool):
     run on the views. The same comparisons of the same numbers, in the same order.
     """
     entries = _window_entries(A)
-    sort = FAST
-    quarters = np.empty(entries.shape, A.dtype) if sort else None  # a b / c d
+    quarters = np.empty(entries.shape, A.dtype) if FAST else None  # a b / c d
     out = np.empty(entries.shape[2:], A.dtype)
     winner = tuple(np.empty(out.shape, bool) for _ in range(3)) if training else None
 
