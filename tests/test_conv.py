@@ -193,7 +193,7 @@ def test_conv_layer_routes_agree(geometry, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 16, 7, 7)])
 def test_batch_norm_routes_agree_bit_for_bit(shape, dtype):
-    """Rows of n_W n_C with tiled vectors: the same products and sums, in the same
+    """Rows of n_H n_W n_C with tiled vectors: the same products and sums, in the same
     order, as broadcasting over rows of n_C. Both channels-last and NCHW inputs."""
     rng = np.random.default_rng(5)
     layer = conv.BatchNorm2D(shape[1], dtype=dtype)
@@ -242,6 +242,71 @@ def test_maxpool_sends_a_tie_to_the_first_maximum():
     np.testing.assert_array_equal(
         conv.maxpool_backward(A, np.array([[[[5.0, 7.0]]]])), expected
     )
+
+
+def pool_2x2_by_strided_views(A, D):
+    """The three comparisons of ``conv._pool_2x2`` and the routing of
+    ``conv._route_2x2``, written on strided views of the windows' entries: what the
+    layer computed before it sorted the entries into rows of their own."""
+    H2, W2 = 2 * (A.shape[1] // 2), 2 * (A.shape[2] // 2)
+    a, b = A[:, 0:H2:2, 0:W2:2], A[:, 0:H2:2, 1:W2:2]
+    c, d = A[:, 1:H2:2, 0:W2:2], A[:, 1:H2:2, 1:W2:2]
+    top, bottom = np.maximum(a, b), np.maximum(c, d)
+    out = np.maximum(top, bottom)
+    in_top, left_in_top, left_in_bottom = top >= bottom, a >= b, c >= d
+    dA = np.zeros_like(A, dtype=D.dtype)
+    D_top = D * in_top
+    D_bottom = D - D_top
+    dA[:, 0:H2:2, 0:W2:2] = D_top * left_in_top
+    dA[:, 0:H2:2, 1:W2:2] = D_top - dA[:, 0:H2:2, 0:W2:2]
+    dA[:, 1:H2:2, 0:W2:2] = D_bottom * left_in_bottom
+    dA[:, 1:H2:2, 1:W2:2] = D_bottom - dA[:, 1:H2:2, 0:W2:2]
+    return out, dA
+
+
+def bits(x):
+    return np.ascontiguousarray(x).view(f"u{x.itemsize}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 8, 8, 16), (2, 7, 9, 3), (4, 6, 5, 1)])
+@pytest.mark.parametrize("channels_last_maps", [True, False])
+def test_2x2_pooling_keeps_every_bit_ties_and_signed_zeros_included(
+    split_everything, dtype, shape, channels_last_maps
+):
+    """The 2 x 2 layer sorts the windows' entries into rows before comparing them
+    (inside ``conv.straightforward()`` it compares strided views): the same outputs
+    and gradients to the last bit (-0.0 against +0.0 included) as the comparisons on
+    strided views, on any number of threads; ties go to the first entry in reading
+    order, as in the general route (and in PyTorch)."""
+    rng = np.random.default_rng(15)
+    values = np.array([0.0, -0.0, 1.0, -1.0, 2.0], dtype)  # most windows tie
+    A = rng.choice(values, shape)  # (B, H, W, C)
+    D = rng.choice(values, (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+    D *= rng.standard_normal(D.shape).astype(dtype)
+    X = A.transpose(0, 3, 1, 2)  # channels-last maps, as the layers pass them on
+    if not channels_last_maps:
+        X = np.ascontiguousarray(X)
+    out_ref, dA_ref = pool_2x2_by_strided_views(A, D)
+
+    def compute():
+        layer = conv.MaxPool2D(2)
+        out = layer.forward(X, training=True)
+        return [out, layer.backward(D.transpose(0, 3, 1, 2))]
+
+    for route in (contextlib.nullcontext, conv.straightforward):  # sorted or not
+        for n in (1, 2, 3):
+            with route():
+                out, dA = on_threads(n, compute)
+            assert out.dtype == dA.dtype == dtype
+            expected = out_ref.transpose(0, 3, 1, 2)
+            np.testing.assert_array_equal(bits(out), bits(expected))
+            np.testing.assert_array_equal(bits(dA), bits(dA_ref.transpose(0, 3, 1, 2)))
+    out_general, winner = conv._pool_windows(A, 2, 2, True)  # the general route
+    dA_general = np.zeros_like(A)
+    conv._route_windows(D, winner, dA_general, 2, 2)
+    np.testing.assert_array_equal(out, out_general.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(dA, dA_general.transpose(0, 3, 1, 2))
 
 
 def test_batch_norm_layer_matches_the_loops():

@@ -13,8 +13,9 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   every window of the input into a row (:func:`im2col`), and its input gradient is
   scattered back by :func:`col2im`. While :data:`FAST` is true (the default) they take
   shorter routes to the same numbers, which move memory in longer runs:
-  :func:`im2col_strided`, :func:`col2im_by_tap`, and batch normalisation on rows of
-  pixels (:meth:`BatchNorm2D._rows`); inside ``with straightforward():`` they take the
+  :func:`im2col_strided`, :func:`col2im_by_tap`, batch normalisation on rows of
+  pixels (:meth:`BatchNorm2D._rows`), and 2 x 2 max-pooling on the windows' entries
+  sorted into rows (:func:`_pool_2x2`); inside ``with straightforward():`` they take the
   routes above, which is what the chapter's profile "before" measures. Their large
   copies and element-wise passes are cut along the batch into parts that run at once
   on every core the library may use (:func:`dlfp.threads.split`; one core inside
@@ -298,8 +299,9 @@ def col2im(dcols: np.ndarray, pad_shape: tuple[int, ...], k: int, stride: int):
 
 
 #: Whether the layers take the fast routes below (True) or the straightforward ones
-#: above: :func:`im2col`, :func:`col2im`, and batch normalisation broadcast over rows
-#: of n_C channels. Both compute the same numbers; :func:`straightforward` switches.
+#: above: :func:`im2col`, :func:`col2im`, batch normalisation broadcast over rows of
+#: n_C channels, and 2 x 2 max-pooling on strided views of the windows' entries. Both
+#: compute the same numbers; :func:`straightforward` switches.
 FAST = True
 
 
@@ -608,23 +610,24 @@ class BatchNorm2D(Layer):
             self._ones = np.ones(len(M), dtype=M.dtype)
         return self._ones.astype(M.dtype, copy=False) @ M
 
-    def _rows(self, M: np.ndarray, n_W: int) -> tuple[np.ndarray, int]:
+    def _rows(self, M: np.ndarray, pixels: int) -> tuple[np.ndarray, int]:
         """The (n_BN, C) matrix M as the matrix that the element-wise passes run on,
         and how many times a per-channel vector must be repeated to fit its rows.
 
-        Fast route: rows of n_W pixels, n_W C numbers, with each per-channel vector
-        tiled n_W times. NumPy's loops then run over rows of n_W C numbers instead of
-        C (16 in the first block), and it pays a fixed cost per row. Same numbers.
+        Fast route: one row per example, its ``pixels`` = n_H n_W pixels, n_H n_W C
+        numbers, with each per-channel vector tiled n_H n_W times. NumPy's loops then
+        run over rows of n_H n_W C numbers instead of C (16 in the first block), and
+        it pays a fixed cost per row. Same numbers.
         """
         if FAST:
-            return M.reshape(-1, n_W * self.channels), n_W
+            return M.reshape(-1, pixels * self.channels), pixels
         return M, 1
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         _check_maps("BatchNorm2D", X, self.channels)
         B, C, n_H, n_W = X.shape
         Z = _channels_last(X).reshape(-1, C)  # (n_BN, C): a view for channels-last maps
-        Z_rows, reps = self._rows(Z, n_W)
+        Z_rows, reps = self._rows(Z, n_H * n_W)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             self._cache = None
@@ -683,7 +686,8 @@ class BatchNorm2D(Layer):
         D = _channels_last(dout).reshape(-1, C)  # dL/dy, one column per channel
         n_bn = len(D)
         dbeta = self._column_sums(D)  # eq. (18.4)
-        (D_rows, reps), Z_hat_rows = self._rows(D, n_W), self._rows(Z_hat, n_W)[0]
+        pixels = n_H * n_W
+        (D_rows, reps), Z_hat_rows = self._rows(D, pixels), self._rows(Z_hat, pixels)[0]
         D_Z_hat = np.empty(D_rows.shape, np.result_type(D_rows, Z_hat_rows))
 
         def d_times_z_hat(rows: slice) -> None:
@@ -768,10 +772,11 @@ class MaxPool2D(Layer):
             return None
         B, C, n_H, n_W = in_shape
         D = _channels_last(dout)
-        dA = np.zeros((B, n_H, n_W, C), dtype=dout.dtype)
-        if self.k == self.stride == 2:
+        if self.k == self.stride == 2:  # writes every entry of dA
+            dA = np.empty((B, n_H, n_W, C), dtype=dout.dtype)
             _route_2x2(D, winner, dA)
         else:
+            dA = np.zeros((B, n_H, n_W, C), dtype=dout.dtype)
             _route_windows(D, winner, dA, self.k, self.stride)
         return _channels_first(dA)
 
@@ -814,47 +819,104 @@ def _route_windows(D, winner, dA, k: int, s: int) -> None:
             dA[:, rows, cols, :] += D * (winner == n)
 
 
+def _window_entries(A: np.ndarray) -> np.ndarray:
+    """The entries a b / c d of every 2 x 2 window (stride 2) of channels-last maps
+    A (B, H, W, C), as a view (2, 2, B, H // 2, W // 2, C): ``[0, 0]`` holds every a,
+    ``[0, 1]`` every b, ``[1, 0]`` every c, ``[1, 1]`` every d. A last row or column
+    that no window covers is left out."""
+    B, H, W, C = A.shape
+    h, w = H // 2, W // 2
+    return A[:, : 2 * h, : 2 * w].reshape(B, h, 2, w, 2, C).transpose(2, 4, 0, 1, 3, 5)
+
+
+def _runs_as_elements(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays, each run along its last axis viewed as one element of that many
+    bytes (a NumPy ``void`` dtype), where every array stores its last axis as adjacent
+    numbers; else the arrays unchanged.
+
+    A copy between such views (``np.copyto``) moves whole runs as single elements and
+    loops over them along the other axes; a copy of the numbers would pay NumPy's
+    fixed cost for every run. Channels-last maps (B, H, W, C) store each pixel's C
+    numbers next to each other: their runs are pixels. The same bytes are copied
+    either way.
+    """
+    first = arrays[0]
+    if any(
+        A.dtype != first.dtype
+        or A.shape[-1] != first.shape[-1]
+        or A.strides[-1] != A.itemsize
+        for A in arrays
+    ):
+        return arrays
+    run = np.dtype((np.void, first.shape[-1] * first.itemsize))
+    return tuple(A.view(run) for A in arrays)
+
+
 def _pool_2x2(A: np.ndarray, training: bool):
     """:func:`_pool_windows` for 2 x 2 windows and stride 2, in fewer passes.
 
     The four entries a b / c d of a window are compared in pairs; the winner is
     described by three comparisons, each keeping the first of two equal entries:
     top row or bottom (max(a, b) >= max(c, d)), and left or right in each row.
+
+    The entries of a window lie in two rows of the map, n_C numbers apart, so the
+    arrays of every a, every b, every c and every d are views whose runs of adjacent
+    numbers hold n_C numbers (16 in the book's first block): NumPy's element-wise
+    loops pay a fixed cost per run. While :data:`FAST` is true, one copy of whole
+    pixels (:func:`_runs_as_elements`) first sorts the entries into four contiguous
+    arrays, on which every comparison runs in one stretch; otherwise the comparisons
+    run on the views. The same comparisons of the same numbers, in the same order.
     """
-    H2, W2 = 2 * (A.shape[1] // 2), 2 * (A.shape[2] // 2)
-    a, b = A[:, 0:H2:2, 0:W2:2], A[:, 0:H2:2, 1:W2:2]
-    c, d = A[:, 1:H2:2, 0:W2:2], A[:, 1:H2:2, 1:W2:2]
-    out = np.empty(a.shape, A.dtype)
-    winner = tuple(np.empty(a.shape, bool) for _ in range(3)) if training else None
+    entries = _window_entries(A)
+    quarters = np.empty(entries.shape, A.dtype) if FAST else None  # a b / c d
+    out = np.empty(entries.shape[2:], A.dtype)
+    winner = tuple(np.empty(out.shape, bool) for _ in range(3)) if training else None
 
     def pool_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        top, bottom = np.maximum(a[e], b[e]), np.maximum(c[e], d[e])
+        if quarters is not None:  # one copy of whole pixels
+            np.copyto(*_runs_as_elements(quarters[:, :, e], entries[:, :, e]))
+        (a, b), (c, d) = entries[:, :, e] if quarters is None else quarters[:, :, e]
+        if winner is not None:
+            np.greater_equal(a, b, out=winner[1][e])
+            np.greater_equal(c, d, out=winner[2][e])
+        # Sorted, the maxima of the rows take the places of a and c.
+        top = np.maximum(a, b, out=None if quarters is None else a)
+        bottom = np.maximum(c, d, out=None if quarters is None else c)
         np.maximum(top, bottom, out=out[e])
         if winner is not None:
             np.greater_equal(top, bottom, out=winner[0][e])
-            np.greater_equal(a[e], b[e], out=winner[1][e])
-            np.greater_equal(c[e], d[e], out=winner[2][e])
 
     split(pool_2x2, len(A), A.size)  # on every core the library may use
     return out, winner
 
 
 def _route_2x2(D, winner, dA) -> None:
-    """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d."""
+    """Eq. (18.3) for :func:`_pool_2x2`: each gradient of D goes to one of a b / c d.
+
+    While :data:`FAST` is true the gradients of every a, b, c and d are computed as
+    four contiguous arrays and then copied onto their pixels of dA
+    (:func:`_runs_as_elements`); otherwise they are written through the views of dA's
+    entries. A last row or column of dA that no window covers is set to zero.
+    """
     in_top, left_in_top, left_in_bottom = winner
-    H2, W2 = 2 * D.shape[1], 2 * D.shape[2]
-    a, b = dA[:, 0:H2:2, 0:W2:2], dA[:, 0:H2:2, 1:W2:2]
-    c, d = dA[:, 1:H2:2, 0:W2:2], dA[:, 1:H2:2, 1:W2:2]
+    B, H, W, C = dA.shape
+    entries = _window_entries(dA)
+    quarters = np.empty(entries.shape, dA.dtype) if FAST else None
 
     def route_2x2(start: int, stop: int) -> None:  # examples start to stop
         e = slice(start, stop)
-        D_top = D[e] * in_top[e]
-        D_bottom = D[e] - D_top
-        np.multiply(D_top, left_in_top[e], out=a[e])
-        np.subtract(D_top, a[e], out=b[e])
-        np.multiply(D_bottom, left_in_bottom[e], out=c[e])
-        np.subtract(D_bottom, c[e], out=d[e])
+        (a, b), (c, d) = entries[:, :, e] if quarters is None else quarters[:, :, e]
+        D_top = np.multiply(D[e], in_top[e], out=b)  # b and d hold D_top and D_bottom
+        D_bottom = np.subtract(D[e], D_top, out=d)  # until a and c are computed
+        np.multiply(D_top, left_in_top[e], out=a)
+        np.subtract(D_top, a, out=b)
+        np.multiply(D_bottom, left_in_bottom[e], out=c)
+        np.subtract(D_bottom, c, out=d)
+        if quarters is not None:  # one copy of whole pixels
+            np.copyto(*_runs_as_elements(entries[:, :, e], quarters[:, :, e]))
+        dA[e, 2 * (H // 2) :] = 0  # the row and column that no window covers
+        dA[e, :, 2 * (W // 2) :] = 0
 
     split(route_2x2, len(D), dA.size)  # on every core the library may use
 

@@ -46,6 +46,8 @@ PROFILE_LABELS = {
     ("conv.py", "backward", "MaxPool2D"): ("max pooling", "element-wise"),
     ("conv.py", "_pool_2x2"): ("max pooling", "element-wise"),
     ("conv.py", "_route_2x2"): ("max pooling", "element-wise"),
+    ("conv.py", "_window_entries"): ("max pooling", "element-wise"),
+    ("conv.py", "_runs_as_elements"): ("max pooling", "element-wise"),
     ("conv.py", "_pool_windows"): ("max pooling", "element-wise"),
     ("conv.py", "_route_windows"): ("max pooling", "element-wise"),
     ("activations.py", "forward"): ("ReLU", "element-wise"),
