@@ -13,8 +13,8 @@ the index order of the book's equations (and of PyTorch). Everything here comes 
   every window of the input into a row (:func:`im2col`), and its input gradient is
   scattered back by :func:`col2im`. While :data:`FAST` is true (the default) they take
   shorter routes to the same numbers, which move memory in longer runs:
-  :func:`im2col_strided`, :func:`col2im_by_tap`, batch normalisation on rows of
-  pixels (:meth:`BatchNorm2D._rows`), and 2 x 2 max-pooling on the windows' entries
+  :func:`im2col_strided`, :func:`col2im_by_tap`, batch normalisation on one row
+  per example (:meth:`BatchNorm2D._rows`), and 2 x 2 max-pooling on the windows' entries
   sorted into rows (:func:`_pool_2x2`); inside ``with straightforward():`` they take the
   routes above, which is what the chapter's profile "before" measures. Their large
   copies and element-wise passes are cut along the batch into parts that run at once
