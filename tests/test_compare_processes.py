@@ -344,3 +344,21 @@ def test_through_reference_finds_the_rows_of_each_set_and_their_references():
     assert compare.through_reference(det, control, "training") is None  # no default
     det[1].error = "unavailable here"
     assert compare.through_reference(det, control, "training", "chapter") is None
+
+
+def test_a_worker_leaves_at_once_with_its_output_flushed_and_its_code():
+    """exit_now skips the interpreter's teardown, but not what the worker printed
+    (buffered, as it is when stdout is a pipe) nor its exit status; atexit handlers,
+    part of the teardown, do not run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys; from dlfp.frameworks._spawn import exit_now; "
+        "atexit.register(lambda: print('teardown')); "
+        "print('result', end=''); sys.stderr.write('log'); exit_now(3)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, "result", "log")

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .._quiet import stderr_to_devnull
+from .._spawn import exit_now, worker_env
 from .rows import SIDE
 
 __all__ = [
@@ -285,8 +286,6 @@ class Job:
 def _child_env(threads: int | None) -> dict:
     """The children's environment: :func:`dlfp.frameworks._spawn.worker_env`, with
     Python's warnings off (a child prints only its JSON results)."""
-    from .._spawn import worker_env
-
     return worker_env(threads, PYTHONWARNINGS="ignore")
 
 
@@ -525,3 +524,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()  # the results are out: skip the teardown
